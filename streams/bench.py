@@ -1,0 +1,108 @@
+"""`starcast bench`: in-process throughput of the rating core (no broker, no Faust).
+
+Prints figures, asserts nothing: validate only; validate + state; validate + state + rate on
+every event; and validate + state + one rate per seller per batch of 1,000 events (what a
+worker that coalesces publications does). Plus state size per seller.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import sys
+import time
+
+import orjson
+
+from streams.core.contract import parse_event
+from streams.core.engine import tune_gc
+from streams.core.engine import Engine
+from streams.core.measures import measure
+from streams.core.rating import rate
+from streams.core.rulebook import load
+from streams.simulate import events
+
+BATCH = 1_000
+
+
+def _timed(label: str, n: int, fn) -> dict:
+    gc.collect()
+    gc.freeze()  # the input list is long-lived: keep it out of every collection
+    start = time.perf_counter()
+    fn()
+    elapsed = time.perf_counter() - start
+    return {"stage": label, "events": n, "seconds": round(elapsed, 3), "events_per_s": round(n / elapsed)}
+
+
+def run_core_bench(n_events: int, n_sellers: int, seed: int, as_json: bool) -> int:
+    tune_gc()
+    rulebook = load("global-2023")
+    raw = [orjson.dumps(e) for e in events(n_events, n_sellers, seed)]
+    n = len(raw)
+    by_type: dict[str, int] = {}
+    for line in raw:
+        kind = orjson.loads(line)["type"]
+        by_type[kind] = by_type.get(kind, 0) + 1
+    results = []
+
+    results.append(_timed("validate", n, lambda: [parse_event(r) for r in raw]))
+
+    def state_only():
+        engine = Engine(rulebook)
+        for r in raw:
+            engine.ingest(r)
+
+    results.append(_timed("validate+state", n, state_only))
+
+    def per_event():
+        engine = Engine(rulebook)
+        for r in raw:
+            event = engine.ingest(r)
+            state = engine.states[event.seller_id]
+            engine.rating(event.seller_id, state.clock)
+
+    results.append(_timed("validate+state+rate (every event)", n, per_event))
+
+    final: dict[str, Engine] = {}
+
+    def coalesced():
+        engine = final["engine"] = Engine(rulebook)
+        clock = None  # the stream clock: the largest ts seen, never moving back
+        for i in range(0, n, BATCH):
+            touched = set()
+            for r in raw[i : i + BATCH]:
+                event = engine.ingest(r)
+                touched.add(event.seller_id)
+                clock = event.ts if clock is None or event.ts > clock else clock
+            engine.advance(clock)
+            for seller in touched:
+                engine.rating(seller, clock)
+
+    results.append(_timed(f"validate+state+rate (once per seller per {BATCH} events)", n, coalesced))
+
+    engine = final["engine"]
+    sizes = sorted(len(s.to_bytes()) for s in engine.states.values())
+    people = sum(len(s.people) for s in engine.states.values())
+    report = {
+        "events": n,
+        "sellers": len(engine.states),
+        "mix": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
+        "stages": results,
+        "state_bytes_per_seller": {"median": sizes[len(sizes) // 2], "p99": sizes[int(len(sizes) * 0.99)],
+                                   "max": sizes[-1], "total": sum(sizes)},
+        "state_bytes_per_person": round(sum(sizes) / max(people, 1), 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "python": sys.version.split()[0],
+    }
+    if as_json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"starcast core bench: {n:,} events, {len(engine.states):,} sellers (seed {seed}), one core")
+    print("mix: " + ", ".join(f"{k} {v:,}" for k, v in report["mix"].items()))
+    for r in results:
+        print(f"  {r['stage']:<55} {r['events_per_s']:>10,} events/s  ({r['seconds']} s)")
+    s = report["state_bytes_per_seller"]
+    print(f"state per seller (orjson): median {s['median']:,} B, p99 {s['p99']:,} B, max {s['max']:,} B; "
+          f"{report['state_bytes_per_person']} B per person tracked")
+    print(f"peak RSS {report['peak_rss_mib']} MiB")
+    return 0

@@ -1,0 +1,57 @@
+"""The `starcast` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import resources
+
+from streams.core.rulebook import RulebookError, available, load
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="starcast", description="Real-time seller star ratings.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("replay", help="rate the sellers in a JSON-lines event file")
+    p.add_argument("file", help="JSON lines of events, or - for stdin")
+    p.add_argument("--at", help="evaluation instant, RFC 3339 (default: the latest ts in the file)")
+    p.add_argument("--rulebook", default="global-2023", help=f"one of {', '.join(available())}, or a .toml path")
+
+    p = sub.add_parser("run", help="run the main job on the embedded default")
+    p.add_argument("--rulebook", default="global-2023")
+
+    p = sub.add_parser("bench", help="in-process throughput of validate -> state -> rate")
+    p.add_argument("--events", type=int, default=300_000)
+    p.add_argument("--sellers", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+
+    args = parser.parse_args(argv)
+    try:
+        rulebook = load(getattr(args, "rulebook", "global-2023"))
+    except RulebookError as exc:
+        parser.error(str(exc))
+
+    if args.command == "replay":
+        from streams.replay import run
+
+        try:
+            return run(args.file, rulebook, args.at, sys.stdout.buffer)
+        except ValueError as exc:
+            parser.error(f"--at: {exc}")
+    if args.command == "run":
+        from streams.replay import run
+
+        sample = resources.files("streams.samples") / "marketplace.jsonl"
+        print(f"starcast: replaying the bundled sample {sample.name} with {rulebook.name}", file=sys.stderr)
+        return run(str(sample), rulebook, None, sys.stdout.buffer)
+    if args.command == "bench":
+        from streams.bench import run_core_bench
+
+        return run_core_bench(args.events, args.sellers, args.seed, args.json)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""Facts to indicator values at one instant (SPEC §1.1 definitions, rulebook parameters).
+
+A seller's measures are the sum of per-entity *contributions*: each conversation adds to the
+response figures, each person (buyer/visitor) to active buyers and conversion, each product,
+penalty, KWA spend and RFQ quotation to its own totals. A contribution computed at instant
+`at` stays valid until its entity changes or until `next_change`, the first instant at which
+one of its facts leaves a window or a 24-hour mark passes.
+
+`measure(state, at)` sums every contribution (any instant; the monthly freeze rates a past
+month end this way). `Aggregator` keeps the contributions and their sum for a clock that only
+moves forward, and recomputes only entities that changed or reached their `next_change`; the
+two share the contribution functions, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import heapq
+from operator import attrgetter
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from streams.core.state import (K_CONVERSATION, K_KWA, K_PENALTY, K_PERSON, K_PRODUCT, K_RFQ,
+                                SellerState, lww_at)
+
+LIVE_TIERS = ("potential", "top", "super")
+
+# Positions in a contribution vector.
+POTENTIAL, TOP_SUPER, SUPER, VIDEO, RT_SUM, RT_COUNT, ANSWERED, RATE_TOTAL, ACTIVE, VISITORS, \
+    CONVERTED, KWA, RFQ, RISK = range(14)
+WIDTH = 14
+
+
+Contribution = tuple[dict[int, int] | None, int | None]  # (non-zero positions, next change)
+
+
+@dataclass(frozen=True, slots=True)
+class Measures:
+    """Raw values behind the indicators; every field is what the rating and next_star need."""
+
+    at: int
+    region: str | None
+    category: str | None
+    potential_products: int
+    top_super_products: int
+    super_products: int
+    video_products: int
+    response_time_ms: int  # sum of first-reply delays over counted conversations
+    response_count: int
+    rate_answered: int  # response_rate numerator and denominator
+    rate_total: int
+    active_buyers: int
+    visitors: int
+    converted_visitors: int
+    kwa_usd_micro: int
+    rfq_quotations: int
+    premium_ads: bool
+    showcases_open: bool
+    risk_points: int
+
+    def key(self) -> tuple:
+        """Every field but `at`: equal keys give equal ratings (apart from as_of)."""
+        return _KEY_FIELDS(self)
+
+    @property
+    def response_time_hours(self) -> float | None:
+        return None if not self.response_count else self.response_time_ms / self.response_count / 3_600_000
+
+    @property
+    def response_rate(self) -> float | None:
+        return None if not self.rate_total else self.rate_answered / self.rate_total
+
+    @property
+    def conversion_rate(self) -> float:
+        return self.converted_visitors / self.visitors if self.visitors else 0.0
+
+
+_KEY_FIELDS = attrgetter(*[f for f in Measures.__dataclass_fields__ if f != "at"])
+
+
+def _soonest(*instants: int | None) -> int | None:
+    present = [i for i in instants if i is not None]
+    return min(present) if present else None
+
+
+def _after(instants: Iterable[int], at: int) -> int | None:
+    """The first instant after `at` in an ascending sequence."""
+    for ts in instants:
+        if ts > at:
+            return ts
+    return None
+
+
+def conversation_part(state: SellerState, cid: str, at: int) -> Contribution:
+    """Response time and response rate figures of one conversation."""
+    conv = state.conversations.get(cid)
+    if conv is None or conv.first is None:
+        return None, None
+    rb = state.rulebook
+    first = conv.first
+    if first > at:
+        return None, first
+    if first <= at - rb.window_ms:
+        return None, None  # its first message has left W for good
+    pending = _after((v[0] for v in conv.spam), at)
+    if conv.excluded(at, rb.spam_exclusion_ms):
+        return None, _soonest(first + rb.window_ms, pending)
+    reply = conv.first_reply()
+    if reply is not None and reply <= at:
+        delay = reply - first
+        part = {RT_SUM: delay, RT_COUNT: 1, RATE_TOTAL: 1, ANSWERED: int(delay <= rb.answer_within_ms)}
+        return part, _soonest(first + rb.window_ms, pending)
+    mark = first + rb.answer_within_ms  # unanswered: joins the rate's denominator after 24 h
+    part = {RATE_TOTAL: 1} if mark <= at else None
+    return part, _soonest(first + rb.window_ms, mark if mark > at else None, reply, pending)
+
+
+def person_part(state: SellerState, pid: str, at: int) -> Contribution:
+    """Whether a buyer/visitor is active, a visitor, and a converted visitor in W."""
+    rb = state.rulebook
+    start = at - rb.window_ms
+    pending: list[int | None] = []
+    earliest_visit = None
+    person = state.people.get(pid)
+    if person is not None:
+        for ts in person.visits:
+            if ts > start:
+                if ts <= at:
+                    earliest_visit = ts
+                else:
+                    pending.append(ts)
+                break
+    contact = active = None  # latest buyer message / order placement in W; latest that counts
+    for cid in state.buyer_conversations.get(pid, ()):
+        conv = state.conversations[cid]
+        latest = None
+        for ts in reversed(conv.messages):
+            if ts <= at:
+                latest = ts if ts > start else None
+                break
+            pending.append(ts)
+        if latest is None:
+            continue
+        contact = latest if contact is None or latest > contact else contact
+        pending.append(_after((v[0] for v in conv.spam), at))
+        if not conv.excluded(at, rb.spam_exclusion_ms):
+            active = latest if active is None or latest > active else active
+    for oid in state.buyer_orders.get(pid, ()):
+        order = state.orders[oid]
+        placed = order.placed
+        if placed is None:
+            continue
+        if placed > at:
+            pending.append(placed)
+            continue
+        if placed <= start:
+            continue
+        contact = placed if contact is None or placed > contact else contact
+        pending.append(_after((s[0] for s in order.statuses), at))
+        status = lww_at(order.statuses, at)
+        if status is not None and status[2] != "cancelled":
+            active = placed if active is None or placed > active else active
+    part: dict[int, int] = {}
+    if active is not None:
+        part[ACTIVE] = 1
+    if earliest_visit is not None:
+        part[VISITORS] = 1
+        if contact is not None and contact >= earliest_visit:
+            part[CONVERTED] = 1
+    leaving = [ts + rb.window_ms for ts in (earliest_visit, contact, active) if ts is not None]
+    return part or None, _soonest(*leaving, *pending)
+
+
+def product_part(state: SellerState, pid: str, at: int) -> Contribution:
+    versions = state.products.get(pid)
+    if not versions:
+        return None, None
+    pending = _after((v[0] for v in versions), at)
+    current = lww_at(versions, at)
+    if current is None or current[4]:  # not yet known, or removed
+        return None, pending
+    tier, has_video = current[2], current[3]
+    part = {VIDEO: 1} if has_video else {}
+    if tier in LIVE_TIERS:
+        part[POTENTIAL] = 1
+        if tier != "potential":
+            part[TOP_SUPER] = 1
+            if tier == "super":
+                part[SUPER] = 1
+    return part or None, pending
+
+
+def penalty_part(state: SellerState, pid: str, at: int) -> Contribution:
+    versions = state.penalties.get(pid)
+    if not versions:
+        return None, None
+    rb = state.rulebook
+    issued = versions[0][0]  # a penalty is issued at its earliest event
+    if issued > at:
+        return None, issued
+    if issued <= at - rb.risk_window_ms:
+        return None, None
+    pending = _soonest(issued + rb.risk_window_ms, _after((v[0] for v in versions), at))
+    current = lww_at(versions, at)
+    if current[3] and not current[4]:  # serious and not revoked
+        return {RISK: current[2]}, pending
+    return None, pending
+
+
+def _windowed_part(ts: int | None, value: int, position: int, at: int, window: int) -> Contribution:
+    if ts is None or ts <= at - window:
+        return None, None
+    if ts > at:
+        return None, ts
+    return {position: value}, ts + window
+
+
+def kwa_part(state: SellerState, eid: str, at: int) -> Contribution:
+    record = state.kwa.get(eid)
+    return _windowed_part(record and record[0], record[1] if record else 0, KWA, at, state.rulebook.window_ms)
+
+
+def rfq_part(state: SellerState, eid: str, at: int) -> Contribution:
+    return _windowed_part(state.rfq.get(eid), 1, RFQ, at, state.rulebook.window_ms)
+
+
+PARTS = {K_CONVERSATION: conversation_part, K_PERSON: person_part, K_PRODUCT: product_part,
+         K_PENALTY: penalty_part, K_KWA: kwa_part, K_RFQ: rfq_part}
+
+
+def all_keys(state: SellerState) -> set[tuple[str, str]]:
+    people = set(state.people) | set(state.buyer_conversations) | set(state.buyer_orders)
+    return ({(K_CONVERSATION, k) for k in state.conversations} | {(K_PERSON, k) for k in people}
+            | {(K_PRODUCT, k) for k in state.products} | {(K_PENALTY, k) for k in state.penalties}
+            | {(K_KWA, k) for k in state.kwa} | {(K_RFQ, k) for k in state.rfq})
+
+
+def _assemble(state: SellerState, totals: list[int], at: int) -> Measures:
+    profile = lww_at(state.profile, at)
+    ads = lww_at(state.premium_ads, at)
+    showcases = lww_at(state.showcases, at)
+    return Measures(
+        at=at,
+        region=profile[2] if profile else None,
+        category=profile[3] if profile else None,
+        potential_products=totals[POTENTIAL],
+        top_super_products=totals[TOP_SUPER],
+        super_products=totals[SUPER],
+        video_products=totals[VIDEO],
+        response_time_ms=totals[RT_SUM],
+        response_count=totals[RT_COUNT],
+        rate_answered=totals[ANSWERED],
+        rate_total=totals[RATE_TOTAL],
+        active_buyers=totals[ACTIVE],
+        visitors=totals[VISITORS],
+        converted_visitors=totals[CONVERTED],
+        kwa_usd_micro=totals[KWA],
+        rfq_quotations=totals[RFQ],
+        premium_ads=bool(ads and ads[2]),
+        showcases_open=bool(showcases and showcases[2]),
+        risk_points=totals[RISK],
+    )
+
+
+def measure(state: SellerState, at: int) -> Measures:
+    """Measures at any instant, from every contribution (no cache)."""
+    totals = [0] * WIDTH
+    for kind, key in all_keys(state):
+        part, _ = PARTS[kind](state, key, at)
+        if part:
+            for position, value in part.items():
+                totals[position] += value
+    return _assemble(state, totals, at)
+
+
+class Aggregator:
+    """Cached contributions of one seller for a forward-moving clock.
+
+    Reads `state.changed` (keys touched by apply) and a heap of scheduled next changes; each
+    `measures(at)` recomputes only those, so rating a seller with 10,000 buyers after one event
+    costs a handful of contribution calls, not 10,000.
+    """
+
+    __slots__ = ("state", "at", "parts", "totals", "heap", "scheduled")
+
+    def __init__(self, state: SellerState):
+        self.state = state
+        self.at: int | None = None
+        self.parts: dict[tuple[str, str], dict[int, int]] = {}
+        self.totals = [0] * WIDTH
+        self.heap: list[tuple[int, tuple[str, str]]] = []
+        self.scheduled: dict[tuple[str, str], int] = {}
+
+    def measures(self, at: int) -> Measures:
+        state = self.state
+        if self.at is not None and at < self.at:
+            return measure(state, at)  # the past (a freeze): computed afresh, cache untouched
+        if self.at is None:
+            keys = all_keys(state)
+            state.changed.clear()
+        else:
+            keys, state.changed = state.changed, set()
+        heap = self.heap
+        while heap and heap[0][0] <= at:
+            instant, key = heapq.heappop(heap)
+            if self.scheduled.get(key) == instant:
+                del self.scheduled[key]
+            keys.add(key)
+        for key in keys:
+            self._recompute(key, at)
+        self.at = at
+        return _assemble(state, self.totals, at)
+
+    def _recompute(self, key: tuple[str, str], at: int) -> None:
+        part, next_change = PARTS[key[0]](self.state, key[1], at)
+        totals = self.totals
+        old = self.parts.pop(key, None)
+        if old:
+            for position, value in old.items():
+                totals[position] -= value
+        if part:
+            for position, value in part.items():
+                totals[position] += value
+            self.parts[key] = part
+        if next_change is not None:
+            current = self.scheduled.get(key)
+            if current is None or next_change < current:
+                heapq.heappush(self.heap, (next_change, key))
+                self.scheduled[key] = next_change
+
+
+def describe(m: Measures) -> dict[str, Any]:
+    """The raw measures as plain data (for debugging output and tests)."""
+    return {field: getattr(m, field) for field in m.__dataclass_fields__}

@@ -1,0 +1,66 @@
+"""Event-time helpers: every instant inside starcast is an int of epoch milliseconds.
+
+Integers make window arithmetic exact (no float drift at a 30-day boundary) and compact in
+serialised state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+SECOND = 1000
+HOUR = 3600 * SECOND
+DAY = 24 * HOUR
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MILLISECOND = timedelta(milliseconds=1)
+
+
+def parse_ts(text: str) -> int:
+    """RFC 3339 (already shape-checked by the contract) to epoch ms; raises ValueError."""
+    try:  # the common shapes parse directly
+        return (datetime.fromisoformat(text) - EPOCH) // MILLISECOND
+    except ValueError:
+        pass
+    if text[-1] in "zZ":
+        text = text[:-1] + "+00:00"
+    if text[10] in "tT ":
+        text = text[:10] + "T" + text[11:]
+    dot = text.find(".", 19)
+    if dot != -1:  # datetime keeps microseconds; finer digits are dropped, not rounded
+        end = dot + 1
+        while end < len(text) and text[end].isdigit():
+            end += 1
+        text = text[: dot + 1] + text[dot + 1 : end][:6].ljust(6, "0") + text[end:]
+    return (datetime.fromisoformat(text) - EPOCH) // MILLISECOND
+
+
+_DATES: dict[int, str] = {}
+
+
+def format_ts(ms: int) -> str:
+    """Epoch ms to RFC 3339 in UTC, with milliseconds only when there are any."""
+    day, rest = divmod(ms, DAY)
+    date = _DATES.get(day)
+    if date is None:  # one strftime per day seen; ratings format a timestamp per publication
+        date = _DATES[day] = (EPOCH + timedelta(days=day)).strftime("%Y-%m-%d")
+    seconds, millis = divmod(rest, 1000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    if millis:
+        return f"{date}T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
+    return f"{date}T{hours:02d}:{minutes:02d}:{seconds:02d}Z"
+
+
+def local_midnight_before(ms: int, tz: ZoneInfo) -> int:
+    """Start of the local day (in `tz`) containing instant `ms`."""
+    local = datetime.fromtimestamp(ms / 1000, tz=tz)
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return int(start.timestamp() * 1000)
+
+
+def month_start(ms: int, tz: ZoneInfo) -> int:
+    """Start of the local calendar month (in `tz`) containing instant `ms`."""
+    local = datetime.fromtimestamp(ms / 1000, tz=tz)
+    start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return int(start.timestamp() * 1000)
