@@ -21,6 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="run the main job on the embedded default")
     p.add_argument("--rulebook", default="global-2023")
 
+    p = sub.add_parser("simulate", help="print a synthetic month of marketplace events as JSON lines")
+    p.add_argument("--events", type=int, default=10_000)
+    p.add_argument("--sellers", type=int, default=40)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--start", default="2026-03-01T00:00:00Z", help="first day, RFC 3339")
+    p.add_argument("--days", type=int, default=30)
+
     p = sub.add_parser("bench", help="in-process throughput of validate -> state -> rate")
     p.add_argument("--events", type=int, default=300_000)
     p.add_argument("--sellers", type=int, default=10_000)
@@ -46,6 +53,15 @@ def main(argv: list[str] | None = None) -> int:
         sample = resources.files("streams.samples") / "marketplace.jsonl"
         print(f"starcast: replaying the bundled sample {sample.name} with {rulebook.name}", file=sys.stderr)
         return run(str(sample), rulebook, None, sys.stdout.buffer)
+    if args.command == "simulate":
+        import orjson
+
+        from streams.simulate import events
+
+        out = sys.stdout.buffer
+        for e in events(args.events, args.sellers, args.seed, args.start, args.days):
+            out.write(orjson.dumps(e) + b"\n")
+        return 0
     if args.command == "bench":
         from streams.bench import run_core_bench
 

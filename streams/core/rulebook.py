@@ -91,6 +91,7 @@ class Rulebook:
     time_zone: ZoneInfo
     max_stars: int
     window_ms: int
+    memory_ms: int
     grace_ms: int
     publish_day: int
     publish_minute: int  # minutes after local midnight
@@ -220,6 +221,14 @@ def parse(data: dict, source: str = "<rulebook>") -> Rulebook:
             raise RulebookError(f"marketing.{key}: must be positive, got {value}")
     _get(marketing, "response_rate_min", (int, float), "marketing.")
 
+    window_ms = _get(window, "days", int, "window.") * DAY
+    memory_ms = _get(window, "memory_days", int, "window.") * DAY
+    grace_ms = _get(schedule, "grace_hours", int, "schedule.") * HOUR
+    if window_ms <= 0:
+        raise RulebookError("window.days: must be positive")
+    if memory_ms < window_ms + grace_ms + DAY:
+        raise RulebookError("window.memory_days: must exceed the window plus the freeze grace by a day")
+
     tables = _get(data, "indicators", dict, "")
     indicators: dict[str, Threshold] = {}
     for ind in INDICATORS:
@@ -255,8 +264,9 @@ def parse(data: dict, source: str = "<rulebook>") -> Rulebook:
         model=model,
         time_zone=zone,
         max_stars=max_stars,
-        window_ms=_get(window, "days", int, "window.") * DAY,
-        grace_ms=_get(schedule, "grace_hours", int, "schedule.") * HOUR,
+        window_ms=window_ms,
+        memory_ms=memory_ms,
+        grace_ms=grace_ms,
         publish_day=publish_day,
         publish_minute=hours * 60 + minutes,
         spam_exclusion_ms=_get(response, "spam_exclusion_hours", int, "response.") * HOUR,

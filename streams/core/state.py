@@ -81,16 +81,22 @@ def _lww_prune(versions: list[list[Any]], low: int) -> None:
 class Conversation:
     """A buyer's conversation: its first message, later messages, manual replies, spam actions."""
 
-    __slots__ = ("first", "buyer", "messages", "replies", "spam")
+    __slots__ = ("first", "buyer", "messages", "replies", "spam", "last")
 
-    def __init__(self, first=None, buyer=None, messages=None, replies=None, spam=None):
+    def __init__(self, first=None, buyer=None, messages=None, replies=None, spam=None, last=None):
         self.first: int | None = first  # earliest buyer message ever seen
         self.buyer: str | None = buyer  # buyer of the earliest message (ties: smallest id)
         self.messages: list[int] = messages or []  # buyer message instants still in retention
         self.replies: list[int] = replies or []  # manual replies: all before `first`, first after
         self.spam: list[list[Any]] = spam or []  # [ts, event_id, action]
+        self.last: int | None = last  # latest event of any kind: how long it has been silent
+
+    def touch(self, ts: int) -> None:
+        if self.last is None or ts > self.last:
+            self.last = ts
 
     def add_message(self, ts: int, buyer: str, keep_after: int) -> None:
+        self.touch(ts)
         if self.first is None or ts < self.first or ts == self.first and buyer < self.buyer:
             self.first, self.buyer = ts, buyer
         if ts > keep_after:
@@ -98,6 +104,7 @@ class Conversation:
         self._compact_replies()
 
     def add_reply(self, ts: int) -> None:
+        self.touch(ts)
         _add_instant(self.replies, ts)
         self._compact_replies()
 
@@ -119,12 +126,14 @@ class Conversation:
 
     def excluded(self, at: int, spam_window: int) -> bool:
         """SPEC §1.1: moved to spam within `spam_window` of the first message and not restored
-        since. Restores count whenever they happen; a move after the window changes nothing."""
+        since. Restores count whenever they happen; a move after the window changes nothing;
+        an action before the first message (there was nothing to move yet) is ignored."""
         latest = None
+        first = self.first
         for ts, _eid, action in self.spam:
             if ts > at:
                 break
-            if action == "restored" or ts <= self.first + spam_window:
+            if ts >= first and (action == "restored" or ts <= first + spam_window):
                 latest = action
         return latest == "moved_to_spam"
 
@@ -136,14 +145,11 @@ class Conversation:
             _drop_through(self.replies, cut)
 
     def silent_since(self, instant: int) -> bool:
-        """Nothing left after `instant`: once pruned, the conversation can be forgotten. Until
-        then it is kept (a few bytes) so a later message is not mistaken for a first one."""
-        return (not self.messages and not self.replies
-                and (self.first is None or self.first <= instant)
-                and all(v[0] <= instant for v in self.spam))
+        """No event after `instant`: past the rulebook's memory, the conversation is forgotten."""
+        return self.last is None or self.last <= instant
 
     def dump(self) -> list[Any]:
-        return [self.first, self.buyer, self.messages, self.replies, self.spam]
+        return [self.first, self.buyer, self.messages, self.replies, self.spam, self.last]
 
 
 class Person:
@@ -159,7 +165,7 @@ class Person:
 
 
 class Order:
-    """A Trade Assurance order: when it was placed and its status history."""
+    """A Trade Assurance order: when it was first placed and its recent status history."""
 
     __slots__ = ("buyer", "placed", "statuses")
 
@@ -237,6 +243,7 @@ class SellerState:
         kind = event.type
         if self.clock is None or ts > self.clock:
             self.clock = ts
+            self.dirty.add((SUMMARY, ""))
 
         if kind == "store_visit":
             if body.get("abnormal", False):
@@ -253,6 +260,11 @@ class SellerState:
         elif kind == "buyer_message":
             cid = body["conversation_id"]
             conv = self._conversation(cid)
+            memory = self.rulebook.memory_ms
+            if conv.last is not None and ts > conv.last + memory:
+                conv = self._reopen(cid, conv)  # silent past memory: a new conversation
+            elif conv.first is not None and ts < conv.first - memory:
+                return False  # from a conversation forgotten long before this one: outside any W
             before = conv.buyer
             conv.add_message(ts, body["buyer_id"], keep_after)
             if conv.buyer != before:
@@ -275,14 +287,13 @@ class SellerState:
         elif kind == "spam_action":
             cid = body["conversation_id"]
             conv = self._conversation(cid)
+            conv.touch(ts)
             if _lww_add(conv.spam, [ts, event.event_id, body["action"]]):
                 self.dirty.add((CONVERSATION, cid))
                 self.changed.add((K_CONVERSATION, cid))
                 if conv.buyer is not None:
                     self.changed.add((K_PERSON, conv.buyer))
         elif kind == "ta_order":
-            if ts <= keep_after:
-                return False
             oid = body["order_id"]
             order = self.orders.get(oid)
             buyer = body["buyer_id"]
@@ -296,7 +307,8 @@ class SellerState:
                 self.buyer_orders.setdefault(buyer, set()).add(oid)
             if body["status"] == "placed" and (order.placed is None or ts < order.placed):
                 order.placed = ts
-            _lww_add(order.statuses, [ts, event.event_id, body["status"]])
+            if ts > keep_after:  # older statuses can't be current inside a future window
+                _lww_add(order.statuses, [ts, event.event_id, body["status"]])
             self.dirty.add((ORDER, oid))
             self.changed.add((K_PERSON, order.buyer))
         elif kind == "product_update":
@@ -348,6 +360,13 @@ class SellerState:
             if not keys:
                 del index[buyer]
 
+    def _reopen(self, cid: str, old: Conversation) -> Conversation:
+        if old.buyer is not None:
+            self._unindex(self.buyer_conversations, old.buyer, cid)
+            self.changed.add((K_PERSON, old.buyer))
+        conv = self.conversations[cid] = Conversation()
+        return conv
+
     def _conversation(self, cid: str) -> Conversation:
         conv = self.conversations.get(cid)
         if conv is None:
@@ -359,6 +378,7 @@ class SellerState:
         if self.watermark is not None and clock <= self.watermark:
             return
         self.watermark = clock
+        self.dirty.add((SUMMARY, ""))
         if self.pruned_at is None or clock - self.pruned_at >= PRUNE_EVERY_MS:
             self.prune()  # facts past the cuts are already ignored; dropping them can wait
 
@@ -370,12 +390,13 @@ class SellerState:
         cut, low, expiry = self.window_cut(), self._low(), self.expiry_cut()
         if cut is None:
             return
+        forget = low - self.rulebook.memory_ms
         rb = self.rulebook
         for cid, conv in list(self.conversations.items()):
             before = len(conv.messages), len(conv.replies)
             conv.prune(cut)
-            if conv.silent_since(expiry):
-                del self.conversations[cid]  # silent for longer than any rule looks back
+            if conv.silent_since(forget):
+                del self.conversations[cid]  # silent past the rulebook's memory
                 if conv.buyer is not None:
                     self._unindex(self.buyer_conversations, conv.buyer, cid)
             elif (len(conv.messages), len(conv.replies)) == before:
@@ -388,13 +409,14 @@ class SellerState:
                     del self.people[vid]
                 self.dirty.add((PERSON, vid))
         for oid, order in list(self.orders.items()):
-            if order.statuses and order.statuses[0][0] <= cut or order.placed is not None and order.placed <= cut:
+            if order.statuses and order.statuses[0][0] <= cut:
                 order.statuses = [s for s in order.statuses if s[0] > cut]
-                if order.placed is not None and order.placed <= cut:
-                    order.placed = None
-                if not order.statuses:
-                    del self.orders[oid]
-                    self._unindex(self.buyer_orders, order.buyer, oid)
+                self.dirty.add((ORDER, oid))
+            # Like a conversation's first message, the placement is kept (a few bytes) for the
+            # rulebook's memory, so a late duplicate `placed` is not taken for a new order.
+            if not order.statuses and (order.placed is None or order.placed <= forget):
+                del self.orders[oid]
+                self._unindex(self.buyer_orders, order.buyer, oid)
                 self.dirty.add((ORDER, oid))
         for pid, versions in list(self.products.items()):
             n = len(versions)
