@@ -150,7 +150,7 @@ class _Compiler:
             self.emit(depth, f"if isinstance({v}, str):")
             self.emit(depth + 1, "try:")
             self.emit(depth + 2, f"_parse_ts({v})")
-            self.emit(depth + 1, "except (ValueError, IndexError):")
+            self.emit(depth + 1, "except (ValueError, IndexError, TypeError, OverflowError):")
             self.emit(depth + 2, f"raise _fail({path}, 'is not a valid RFC 3339 date-time') from None")
         if "required" in schema:
             self.emit(depth, f"if isinstance({v}, dict):")

@@ -33,7 +33,7 @@ WIDTH = 14
 Contribution = tuple[dict[int, int] | None, int | None]  # (non-zero positions, next change)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen dataclasses pay a setattr per field on creation
 class Measures:
     """Raw values behind the indicators; every field is what the rating and next_star need."""
 

@@ -16,12 +16,23 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MILLISECOND = timedelta(milliseconds=1)
 
 
+_last_parsed: tuple[str | None, int] = (None, 0)
+
+
 def parse_ts(text: str) -> int:
     """RFC 3339 (already shape-checked by the contract) to epoch ms; raises ValueError."""
+    global _last_parsed
+    if text is _last_parsed[0]:  # validation checks the format, then reads the value
+        return _last_parsed[1]
     try:  # the common shapes parse directly
-        return (datetime.fromisoformat(text) - EPOCH) // MILLISECOND
+        value = (datetime.fromisoformat(text) - EPOCH) // MILLISECOND
     except ValueError:
-        pass
+        value = _parse_unusual(text)
+    _last_parsed = (text, value)
+    return value
+
+
+def _parse_unusual(text: str) -> int:
     if text[-1] in "zZ":
         text = text[:-1] + "+00:00"
     if text[10] in "tT ":
