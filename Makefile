@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/starcast run
+	$(BIN)/starcast run --simulate
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

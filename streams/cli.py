@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import resources
 
@@ -18,8 +19,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--at", help="evaluation instant, RFC 3339 (default: the latest ts in the file)")
     p.add_argument("--rulebook", default="global-2023", help=f"one of {', '.join(available())}, or a .toml path")
 
-    p = sub.add_parser("run", help="run the main job on the embedded default")
-    p.add_argument("--rulebook", default="global-2023")
+    p = sub.add_parser("worker", help="run a Faust worker against STARCAST_BROKER")
+    p.add_argument("--loglevel", default="warning")
+
+    p = sub.add_parser("run", help="the one-command local stack: embedded broker, worker, API")
+    p.add_argument("--simulate", action="store_true", help="also produce a simulated marketplace month")
+    p.add_argument("--sellers", type=int, default=200, help="sellers to simulate")
+    p.add_argument("--events", type=int, default=60_000, help="events to simulate")
+    p.add_argument("--rate", type=float, default=2_000, help="events per second to produce")
+    p.add_argument("--until-done", type=float, default=0, metavar="SECONDS",
+                   help="stop by itself this long after the simulation was sent (default: run until Ctrl-C)")
+    p.add_argument("--replay-sample", action="store_true", help="only replay the bundled sample file and exit")
 
     p = sub.add_parser("simulate", help="print a synthetic month of marketplace events as JSON lines")
     p.add_argument("--events", type=int, default=10_000)
@@ -36,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        rulebook = load(getattr(args, "rulebook", "global-2023"))
+        rulebook = load(getattr(args, "rulebook", None) or os.environ.get("STARCAST_RULEBOOK", "global-2023"))
     except RulebookError as exc:
         parser.error(str(exc))
 
@@ -47,12 +57,20 @@ def main(argv: list[str] | None = None) -> int:
             return run(args.file, rulebook, args.at, sys.stdout.buffer)
         except ValueError as exc:
             parser.error(f"--at: {exc}")
-    if args.command == "run":
+    if args.command == "worker":
+        from streams.service.worker import run_worker
+
+        return run_worker(args.loglevel)
+    if args.command == "run" and args.replay_sample:
         from streams.replay import run
 
         sample = resources.files("streams.samples") / "marketplace.jsonl"
         print(f"starcast: replaying the bundled sample {sample.name} with {rulebook.name}", file=sys.stderr)
         return run(str(sample), rulebook, None, sys.stdout.buffer)
+    if args.command == "run":
+        from streams.service.runner import run_stack
+
+        return run_stack(args)
     if args.command == "simulate":
         import orjson
 

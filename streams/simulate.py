@@ -9,6 +9,7 @@ Used by the bundled sample, `starcast bench` and `starcast simulate`.
 
 from __future__ import annotations
 
+import heapq
 import random
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -45,7 +46,8 @@ def sellers(count: int, rng: random.Random, skew: float = 1.1) -> list[SellerPro
 
 def events(count: int, n_sellers: int, seed: int = 7, start: str = "2026-03-01T00:00:00Z",
            days: int = 30) -> Iterator[dict]:
-    """About `count` events, day by day in event-time order, deterministic for a seed."""
+    """About `count` events in event-time order (as sources would publish them), deterministic
+    for a seed; follow-ups such as replies come out when they happen, possibly after the last day."""
     rng = random.Random(seed)
     profiles = sellers(n_sellers, rng)
     t0 = parse_ts(start)
@@ -80,6 +82,7 @@ def events(count: int, n_sellers: int, seed: int = 7, start: str = "2026-03-01T0
         cumulative.append(acc)
     per_day = (count - len(setup)) / days
     produced = 0
+    later: list[tuple[str, int, dict]] = []  # replies and follow-ups published when they happen
     for day in range(days):
         todays: list[dict] = []
         budget = int(per_day * (day + 1)) - produced
@@ -107,9 +110,14 @@ def events(count: int, n_sellers: int, seed: int = 7, start: str = "2026-03-01T0
                 todays.append(ev("product_update", s, ts, product_id=f"{s.seller_id}-p{rng.randrange(int(20 + 300 * q))}",
                                  tier=rng.choices(("none", "potential", "top", "super"), _tier_weights(q))[0],
                                  has_video=rng.random() < 0.1 + 0.3 * q, removed=rng.random() < 0.02))
-        todays.sort(key=lambda e: e["ts"])
         produced += len(todays)
-        yield from todays
+        for e in todays:
+            heapq.heappush(later, (e["ts"], id(e), e))
+        day_end = format_ts(t0 + (day + 1) * DAY)
+        while later and later[0][0] < day_end:
+            yield heapq.heappop(later)[2]
+    while later:
+        yield heapq.heappop(later)[2]
 
 
 def _tier_weights(q: float) -> tuple[float, ...]:

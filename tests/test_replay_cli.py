@@ -60,7 +60,7 @@ def test_unknown_rulebook_is_a_usage_error(tmp_path):
 
 
 def test_run_replays_the_bundled_sample():
-    result = starcast("run")
+    result = starcast("run", "--replay-sample")
     assert result.returncode == 0, result.stderr
     ratings = [orjson.loads(line) for line in result.stdout.splitlines()]
     assert len(ratings) >= 20

@@ -187,7 +187,7 @@ class SellerState:
     __slots__ = (
         "rulebook", "seller_id", "watermark", "clock", "profile", "premium_ads", "showcases",
         "kwa", "rfq", "conversations", "people", "orders", "products", "penalties", "dirty",
-        "changed", "buyer_conversations", "buyer_orders", "aggregator", "pruned_at",
+        "changed", "buyer_conversations", "buyer_orders", "aggregator", "pruned_at", "first_seen",
     )
 
     def __init__(self, rulebook: Rulebook, seller_id: str):
@@ -195,6 +195,7 @@ class SellerState:
         self.seller_id = seller_id
         self.watermark: int | None = None  # clock of the last advance(); prunes below it
         self.clock: int | None = None  # largest ts applied to this seller
+        self.first_seen: int | None = None  # smallest ts applied (no official rating before it)
         self.profile: list[list[Any]] = []  # LWW [ts, event_id, region, category]
         self.premium_ads: list[list[Any]] = []  # LWW [ts, event_id, active]
         self.showcases: list[list[Any]] = []  # LWW [ts, event_id, all_open]
@@ -243,6 +244,9 @@ class SellerState:
         kind = event.type
         if self.clock is None or ts > self.clock:
             self.clock = ts
+            self.dirty.add((SUMMARY, ""))
+        if self.first_seen is None or ts < self.first_seen:
+            self.first_seen = ts
             self.dirty.add((SUMMARY, ""))
 
         if kind == "store_visit":
@@ -442,7 +446,8 @@ class SellerState:
 
     # ---- serialisation -------------------------------------------------------------------
     def summary_dump(self) -> list[Any]:
-        return [self.watermark, self.clock, self.profile, self.premium_ads, self.showcases, self.kwa, self.rfq]
+        return [self.watermark, self.clock, self.first_seen, self.profile, self.premium_ads, self.showcases,
+                self.kwa, self.rfq]
 
     def entity_dump(self, kind: str, key: str) -> list[Any] | None:
         """The serialisable form of one entity, or None when it no longer exists."""
@@ -468,7 +473,7 @@ class SellerState:
         """Restore one entity written by take_dirty()."""
         value = orjson.loads(data)
         if kind == SUMMARY:
-            (self.watermark, self.clock, self.profile, self.premium_ads, self.showcases,
+            (self.watermark, self.clock, self.first_seen, self.profile, self.premium_ads, self.showcases,
              self.kwa, self.rfq) = value
         elif kind in (PRODUCT, PENALTY):
             self._entities(kind)[key] = value

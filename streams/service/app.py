@@ -1,0 +1,220 @@
+"""The Faust worker: topics, tables, the rating agent, the clock timer and the HTTP API.
+
+Thin by design: the agent decodes nothing itself and decides nothing; it hands each message to
+`RatingProcessor` and applies the returned effects (table writes, sends). Tables:
+- `state`: one key per seller entity (`seller␟kind␟id`), so an event rewrites only what it
+  touched; rebuilt into memory after every recovery.
+- `forecasts`: the last published forecast per seller (the API's answer, and the baseline for
+  "did anything change").
+- `official`: the last monthly rating per seller (also what makes each freeze happen once).
+
+Dead letters carry the original bytes as the message value and the key as it came; headers
+say where it came from and why: `starcast-origin-topic`, `-partition`, `-offset`, `-reason`,
+`-error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+import orjson
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from streams.core.rulebook import load
+from streams.core.timeutil import parse_ts
+from streams.service.metrics import Metrics
+from streams.service.processor import Effects, RatingProcessor
+from streams.service.settings import Settings
+
+log = logging.getLogger("starcast")
+
+TICKS = "starcast-ticks"
+OUTPUTS = ("star-forecasts", "star-changes", "star-ratings-monthly", "starcast-dead-letters")
+
+
+def create_app(settings: Settings | None = None) -> faust.App:
+    s = settings or Settings.from_env()
+    rulebook = load(s.rulebook)
+    wall = (lambda: int(time.time() * 1000)) if s.clock == "wall" else None
+    processor = RatingProcessor(rulebook, s.partitions, wall)
+    metrics = Metrics()
+
+    options: dict[str, Any] = dict(
+        broker=s.broker,
+        store=s.store,
+        datadir=s.data_dir,
+        topic_partitions=s.partitions,
+        web_port=s.web_port,
+        web_host=s.web_host,
+        web_bind="127.0.0.1" if s.web_host in ("127.0.0.1", "localhost") else "0.0.0.0",
+        table_standby_replicas=s.standby_replicas,
+        broker_rebalance_timeout=4.0 if s.embedded_broker else 60.0,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        producer_linger_ms=5,
+        topic_allow_declare=True,
+        table_key_serializer="raw",  # stores decode keys with these, whatever the table schema
+        table_value_serializer="raw",
+        # Agents commit only after the message's effects are handed to the producer; a crash
+        # replays the message and idempotent state makes that harmless.
+        stream_wait_empty=False,
+    )
+    if s.embedded_broker:
+        options["recovery_consistency_check"] = False  # tansu's ListOffsets quirk (NOTES.md)
+    app = faust.App(f"{s.topic_prefix}{s.app_id}", **options)
+    app.starcast = (s, processor, metrics)  # for tests and the runner
+
+    def topic(*names: str, **kw) -> faust.TopicT:
+        return app.topic(*(s.topic(n) for n in names), key_type=bytes, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw", partitions=s.partitions, internal=True, **kw)
+
+    inputs = topic(*sorted(set(s.input_topics.values())))  # one stream: per-partition order kept
+    ticks = topic(TICKS)
+    forecasts_topic = topic("star-forecasts", compacting=True)
+    changes_topic = topic("star-changes")
+    monthly_topic = topic("star-ratings-monthly")
+    dead_topic = topic("starcast-dead-letters")
+    input_by_name = {name: topic(name) for name in set(s.input_topics.values())}
+
+    def table(name: str) -> faust.Table:
+        schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        # key_type/value_type bytes make the store use the raw codec too (tables/base.py).
+        return app.Table(name, schema=schema, key_type=bytes, value_type=bytes, partitions=s.partitions,
+                         options={"max_open_files": 64, "write_buffer_size": 4 << 20,
+                                  "max_write_buffer_number": 2, "target_file_size_base": 8 << 20,
+                                  "block_cache_size": 8 << 20})
+
+    state_table = table("state")
+    forecasts = table("forecasts")
+    official = table("official")
+
+    @state_table.on_recover
+    async def _rebuild() -> None:
+        # Forecast and official tables recover in the same pass; read them as they are now.
+        restored = processor.restore(state_table.items(), forecasts.items(), official.items())
+        metrics.restored.set(restored)
+        metrics.star_levels(processor.published)
+        log.info("starcast: rebuilt %d sellers from the state table", restored)
+
+    async def apply(effects: Effects, message: Any) -> None:
+        for key, value in effects.state_writes:
+            if value is None:
+                state_table.pop(key, None)
+            else:
+                state_table[key] = value
+        for seller, rating in effects.forecasts:
+            data = orjson.dumps(rating)
+            forecasts[seller.encode()] = data
+            await forecasts_topic.send(key=seller.encode(), value=data)
+        for seller, change in effects.changes:
+            await changes_topic.send(key=seller.encode(), value=orjson.dumps(change))
+            metrics.star_changes.labels(direction=change["direction"]).inc()
+        for seller, record in effects.monthly:
+            data = orjson.dumps(record)
+            official[seller.encode()] = data
+            await monthly_topic.send(key=seller.encode(), value=data)
+            metrics.frozen.inc()
+            metrics.freeze_month.set(int(record["month"].replace("-", "")))
+        for dead in effects.dead_letters:
+            headers = {"starcast-origin-topic": dead.topic.encode(),
+                       "starcast-origin-partition": str(dead.partition).encode(),
+                       "starcast-origin-offset": str(dead.offset).encode(),
+                       "starcast-reason": dead.reason.encode(),
+                       "starcast-error": dead.message.encode()[:1024]}
+            await dead_topic.send(key=dead.key, value=dead.raw, headers=headers)
+            metrics.dead_letters.labels(reason=dead.reason).inc()
+        for name, key, raw in effects.forward:
+            await input_by_name[name].send(key=key, value=raw)
+        if effects.forecasts:
+            metrics.forecasts.inc(len(effects.forecasts))
+        if effects.outcome:
+            metrics.events.labels(type=effects.outcome[0], outcome=effects.outcome[1]).inc()
+        now = time.time()
+        if effects.event_ts is not None:
+            metrics.lag.observe(max(now - effects.event_ts / 1000, 0))
+        if message is not None and message.timestamp:
+            metrics.latency.observe(max(now - message.timestamp, 0))
+
+    @app.agent(inputs)
+    async def rate(stream):
+        async for event in stream.events():
+            msg = event.message
+            topic_name = msg.topic[len(s.topic_prefix):]
+            published = int(msg.timestamp * 1000) if msg.timestamp else None
+            effects = processor.handle(event.value, msg.key, topic_name, msg.partition, msg.offset, published)
+            await apply(effects, msg)
+
+    @app.agent(ticks)
+    async def tick(stream):
+        async for event in stream.events():
+            try:
+                now = int(orjson.loads(event.value)["now"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                log.warning("starcast: ignoring a malformed tick on partition %d", event.message.partition)
+                continue
+            await apply(processor.tick(event.message.partition, now), None)
+
+    if s.clock == "wall":
+
+        @app.timer(s.tick_seconds, on_leader=True)
+        async def wall_clock() -> None:
+            now = int(time.time() * 1000)
+            for partition in range(s.partitions):
+                await ticks.send(value=orjson.dumps({"now": now}), partition=partition)
+
+    @app.timer(5.0)
+    async def refresh_gauges() -> None:
+        metrics.star_levels(processor.published)
+        for partition, clock in processor.clocks().items():
+            metrics.clock.labels(partition=str(partition)).set(clock / 1000)
+
+    def authorised(request) -> bool:
+        return not s.api_token or request.headers.get("Authorization") == f"Bearer {s.api_token}"
+
+    def error(web, status: int, message: str):
+        return web.json({"error": message}, status=status)
+
+    @app.page("/sellers/{seller_id}")
+    class SellerForecast(faust.web.View):
+        @app.table_route(table=forecasts, match_info="seller_id")
+        async def get(self, request, seller_id: str):
+            if not authorised(request):
+                return error(self, 401, "bearer token required")
+            data = forecasts.get(seller_id.encode())
+            if data is None:
+                return error(self, 404, f"unknown seller {seller_id!r}")
+            return self.bytes(bytes(data), content_type="application/json")
+
+    @app.page("/sellers/{seller_id}/official")
+    class SellerOfficial(faust.web.View):
+        @app.table_route(table=official, match_info="seller_id")
+        async def get(self, request, seller_id: str):
+            if not authorised(request):
+                return error(self, 401, "bearer token required")
+            data = official.get(seller_id.encode())
+            if data is None:
+                return error(self, 404, f"no official rating for seller {seller_id!r} yet")
+            return self.bytes(bytes(data), content_type="application/json")
+
+    @app.page("/healthz")
+    class Health(faust.web.View):
+        async def get(self, request):
+            return self.json({"status": "ok", "rulebook": rulebook.name, "partitions": s.partitions,
+                              "clocks": {str(p): c for p, c in processor.clocks().items()}})
+
+    @app.page("/metrics")
+    class MetricsView(faust.web.View):
+        async def get(self, request):
+            metrics.star_levels(processor.published)
+            return self.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    return app
+
+
+def tick_message(now_rfc3339: str) -> bytes:
+    """A tick for the ticks topic: advances a partition's clock to `now` without an event."""
+    return orjson.dumps({"now": parse_ts(now_rfc3339)})

@@ -1,0 +1,45 @@
+"""The service's Prometheus metrics: base units, `_total` counters, bounded labels only.
+
+Labels take values from closed sets (event types, outcomes, rejection reasons, directions, star
+levels 0-5, partitions); seller, buyer and visitor ids never appear in metrics.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+LAG_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400, 30 * 86400)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.events = Counter("starcast_events_total", "Input events by type and outcome",
+                              ["type", "outcome"], registry=r)
+        self.dead_letters = Counter("starcast_dead_letters_total", "Rejected inputs by reason",
+                                    ["reason"], registry=r)
+        self.forecasts = Counter("starcast_forecasts_published_total", "Forecasts published", registry=r)
+        self.star_changes = Counter("starcast_star_changes_total", "Forecast star changes by direction",
+                                    ["direction"], registry=r)
+        self.sellers = Gauge("starcast_sellers", "Sellers by forecast stars (this worker)", ["stars"], registry=r)
+        self.lag = Histogram("starcast_event_time_lag_seconds", "Wall clock minus event ts at processing",
+                             buckets=LAG_BUCKETS, registry=r)
+        self.latency = Histogram("starcast_processing_latency_seconds",
+                                 "From the input message's Kafka timestamp to its effects being sent",
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.frozen = Counter("starcast_freeze_sellers_total", "Monthly ratings frozen and published", registry=r)
+        self.freeze_month = Gauge("starcast_freeze_last_month", "Latest month frozen, as YYYYMM", registry=r)
+        self.clock = Gauge("starcast_partition_clock_seconds", "Event-time clock per partition",
+                           ["partition"], registry=r)
+        self.restored = Gauge("starcast_restored_sellers", "Sellers rebuilt at the last table recovery",
+                              registry=r)
+        for level in range(6):
+            self.sellers.labels(stars=str(level)).set(0)
+
+    def star_levels(self, published: dict[str, dict]) -> None:
+        counts = [0] * 6
+        for rating in published.values():
+            counts[min(max(rating["stars"], 0), 5)] += 1
+        for level, n in enumerate(counts):
+            self.sellers.labels(stars=str(level)).set(n)

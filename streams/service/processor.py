@@ -1,0 +1,280 @@
+"""What a worker does with one message, as plain Python: the bookkeeping around the core.
+
+`RatingProcessor` owns one rating engine per partition (each partition has its own event-time
+clock), decides what to publish, and returns the results as `Effects` that the Faust agent
+turns into table writes and sends. No Faust import here: it is tested directly, and the same
+object serves any transport.
+
+Per message: validate (bad input becomes a dead letter, state untouched) → move the
+partition clock (monthly freeze first, then re-rating of sellers whose windows changed when a
+day boundary passes) → apply to the seller's state → re-rate the seller → publish the
+forecast if any field but `as_of` changed, and a star change if the stars moved.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable
+
+import orjson
+from aiokafka.partitioner import murmur2
+
+from streams.core.contract import Rejected, decode, validate
+from streams.core.engine import Engine
+from streams.core.rulebook import Rulebook
+from streams.core.state import SellerState
+from streams.core.timeutil import format_ts, local_midnight_before, month_start
+
+KEY_SEPARATOR = "\x1f"
+
+
+def partition_for(seller_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a seller-keyed message."""
+    return (murmur2(seller_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def state_key(seller_id: str, kind: str, key: str) -> bytes:
+    return f"{seller_id}{KEY_SEPARATOR}{kind}{KEY_SEPARATOR}{key}".encode()
+
+
+def split_state_key(raw: bytes) -> tuple[str, str, str]:
+    seller, kind, key = raw.decode().split(KEY_SEPARATOR, 2)
+    return seller, kind, key
+
+
+@dataclass
+class DeadLetter:
+    raw: bytes
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    message: str
+
+
+@dataclass
+class Effects:
+    """Everything one message causes; applied by the agent in this order."""
+
+    state_writes: list[tuple[bytes, bytes | None]] = field(default_factory=list)
+    forecasts: list[tuple[str, dict]] = field(default_factory=list)
+    changes: list[tuple[str, dict]] = field(default_factory=list)
+    monthly: list[tuple[str, dict]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    forward: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # (topic, key, raw): re-keyed
+    outcome: tuple[str, str] | None = None  # (event type, applied|ignored|rejected|rekeyed)
+    event_ts: int | None = None
+
+
+def _content(rating: dict) -> dict:
+    return {k: v for k, v in rating.items() if k != "as_of"}
+
+
+class RatingProcessor:
+    def __init__(self, rulebook: Rulebook, partitions: int, wall_clock: Callable[[], int] | None = None):
+        self.rulebook = rulebook
+        self.partitions = partitions
+        self.wall_clock = wall_clock  # when set, the clock never lags the wall clock
+        self.engines: dict[int, Engine] = {}
+        self.published: dict[str, dict] = {}  # seller -> last published forecast
+        self.official: dict[str, dict] = {}  # seller -> last monthly (frozen) rating
+        self._due: dict[int, list[tuple[int, str]]] = {}  # partition -> heap of (instant, seller)
+        self._frozen_through: dict[int, int] = {}  # partition -> month start whose freeze ran
+        self._pending: dict[int, set[str]] = {}  # partition -> sellers to re-check after restore
+
+    # ---- entry points ----------------------------------------------------------------------
+    def engine(self, partition: int) -> Engine:
+        engine = self.engines.get(partition)
+        if engine is None:
+            engine = self.engines[partition] = Engine(self.rulebook)
+        return engine
+
+    def handle(self, raw: bytes, key: bytes | None, topic: str, partition: int, offset: int,
+               published_at: int | None = None) -> Effects:
+        """One input message. `published_at` is its Kafka timestamp (epoch ms), if any.
+
+        `future_ts` is judged against the partition clock or, when later, the time the message
+        was published: topics of one partition are consumed at uneven speeds while a backlog
+        drains, so the clock can trail a sparse topic by days without the event being bogus;
+        an event claiming to happen more than a day after it was published is.
+        """
+        effects = Effects()
+        engine = self.engine(partition)
+        clock = engine.clock
+        for bound in (published_at, self.wall_clock() if self.wall_clock is not None else None):
+            if bound is not None and (clock is None or bound > clock):
+                clock = bound
+        try:
+            event = validate(decode(raw), clock)
+        except Rejected as exc:
+            effects.dead_letters.append(DeadLetter(raw, key, topic, partition, offset, exc.reason, exc.message))
+            effects.outcome = ("unknown", "rejected")
+            return effects
+        if partition_for(event.seller_id, self.partitions) != partition:
+            # Not keyed by seller: send it on, keyed, to the partition that owns the seller.
+            effects.forward.append((topic, event.seller_id.encode(), raw))
+            effects.outcome = (event.type, "rekeyed")
+            return effects
+        effects.event_ts = event.ts
+        self._catch_up(partition, effects)
+        self._advance(partition, event.ts, effects)
+        state = engine.state(event.seller_id)
+        try:
+            applied = state.apply(event)
+        except Rejected as exc:
+            effects.dead_letters.append(DeadLetter(raw, key, topic, partition, offset, exc.reason, exc.message))
+            effects.outcome = (event.type, "rejected")
+            return effects
+        effects.outcome = (event.type, "applied" if applied else "ignored")
+        self._collect_writes(state, effects)
+        self._publish(partition, event.seller_id, effects)
+        return effects
+
+    def tick(self, partition: int, now: int) -> Effects:
+        """Time passing without events (a tick message on the partition): move the clock."""
+        effects = Effects()
+        self._catch_up(partition, effects)
+        self._advance(partition, now, effects)
+        return effects
+
+    # ---- clock, day roll, monthly freeze ---------------------------------------------------
+    def _advance(self, partition: int, ts: int, effects: Effects) -> None:
+        engine = self.engine(partition)
+        old = engine.clock
+        new = ts if old is None else max(old, ts)
+        if self.wall_clock is not None:
+            new = max(new, self.wall_clock())
+        if old is not None and new > old:
+            self._freeze(partition, new, effects)
+        engine.advance(new)
+        if old is not None and new > old:
+            tz = self.rulebook.time_zone
+            if local_midnight_before(new, tz) > local_midnight_before(old, tz):
+                self._roll_day(partition, new, effects)
+
+    def _roll_day(self, partition: int, clock: int, effects: Effects) -> None:
+        """Re-rate the sellers whose windows changed since they were last rated."""
+        heap = self._due.get(partition, [])
+        due = set()
+        while heap and heap[0][0] <= clock:
+            due.add(heapq.heappop(heap)[1])
+        for seller in sorted(due):
+            self._publish(partition, seller, effects)
+
+    def latest_freezable_month(self, clock: int) -> int:
+        """Start (= end instant of the previous month) of the latest month whose freeze is due."""
+        rb = self.rulebook
+        return month_start(clock - rb.grace_ms, rb.time_zone)
+
+    def _freeze(self, partition: int, clock: int, effects: Effects) -> None:
+        """Once the clock passes a month end plus the grace period, freeze every seller's
+        rating at that month end, once (the official table remembers who was frozen)."""
+        month_end = self.latest_freezable_month(clock)
+        if self._frozen_through.get(partition) == month_end:
+            return
+        engine = self.engine(partition)
+        at = month_end - 1  # the last instant of the month
+        month = _month_label(at, self.rulebook)
+        for seller in sorted(engine.states):
+            state = engine.states[seller]
+            if state.first_seen is None or state.first_seen > at:
+                continue  # no event before the month ended: nothing to rate
+            if self.official.get(seller, {}).get("month", "") >= month:
+                continue
+            record = dict(engine.rating(seller, at))
+            record.update(month=month, **self._validity(month_end))
+            self.official[seller] = record
+            effects.monthly.append((seller, record))
+        self._frozen_through[partition] = month_end
+
+    def _validity(self, month_end: int) -> dict[str, str]:
+        """valid_from / valid_until per the rulebook's publish schedule (local time)."""
+        rb = self.rulebook
+        start = datetime.fromtimestamp(month_end / 1000, tz=rb.time_zone)
+        publish = start.replace(day=rb.publish_day) + timedelta(minutes=rb.publish_minute)
+        following = (start.replace(day=28) + timedelta(days=4)).replace(day=rb.publish_day)
+        following += timedelta(minutes=rb.publish_minute)
+        to_ms = lambda d: int(d.timestamp() * 1000)  # noqa: E731
+        return {"valid_from": format_ts(to_ms(publish)), "valid_until": format_ts(to_ms(following) - 1)}
+
+    # ---- publication ------------------------------------------------------------------------
+    def _publish(self, partition: int, seller: str, effects: Effects) -> None:
+        engine = self.engine(partition)
+        rating = engine.rating(seller, engine.clock)
+        last = self.published.get(seller)
+        if last is None or _content(last) != _content(rating):
+            rating = dict(rating)
+            self.published[seller] = rating
+            effects.forecasts.append((seller, rating))
+            if last is not None and last["stars"] != rating["stars"]:
+                effects.changes.append((seller, self._change(seller, last, rating)))
+        state = engine.states[seller]
+        heap = state.aggregator.heap if state.aggregator is not None else None
+        if heap:
+            heapq.heappush(self._due.setdefault(partition, []), (heap[0][0], seller))
+
+    def _change(self, seller: str, old: dict, new: dict) -> dict:
+        moved = [name for name, ind in new["indicators"].items()
+                 if old["indicators"].get(name, {}).get("stars") != ind["stars"]]
+        if old["risk"] != new["risk"]:
+            moved.append("risk")
+        return {
+            "seller_id": seller,
+            "rulebook": new["rulebook"],
+            "as_of": new["as_of"],
+            "from": old["stars"],
+            "to": new["stars"],
+            "direction": "up" if new["stars"] > old["stars"] else "down",
+            "indicators_moved": moved,
+            "limiting": new["limiting"],
+            "official_stars": self.official.get(seller, {}).get("stars"),
+        }
+
+    def _collect_writes(self, state: SellerState, effects: Effects) -> None:
+        for (kind, key), data in state.take_dirty():
+            effects.state_writes.append((state_key(state.seller_id, kind, key), data))
+
+    # ---- recovery ---------------------------------------------------------------------------
+    def restore(self, state_items: Iterable[tuple[bytes, bytes]], forecasts: Iterable[tuple[bytes, bytes]],
+                official: Iterable[tuple[bytes, bytes]]) -> int:
+        """Rebuild memory from the tables after a (re)assignment; returns sellers restored."""
+        self.engines.clear()
+        self._due.clear()
+        self._frozen_through.clear()
+        grouped: dict[str, list[tuple[str, str, bytes]]] = {}
+        for raw_key, data in state_items:
+            seller, kind, key = split_state_key(bytes(raw_key))
+            grouped.setdefault(seller, []).append((kind, key, bytes(data)))
+        for seller, items in grouped.items():
+            partition = partition_for(seller, self.partitions)
+            engine = self.engine(partition)
+            state = engine.states[seller] = SellerState.from_entities(self.rulebook, seller, items)
+            if state.clock is not None and (engine.clock is None or state.clock > engine.clock):
+                engine.clock = state.clock
+            self._pending.setdefault(partition, set()).add(seller)
+        self.published = {bytes(k).decode(): orjson.loads(v) for k, v in forecasts}
+        self.official = {bytes(k).decode(): orjson.loads(v) for k, v in official}
+        return len(grouped)
+
+    def _catch_up(self, partition: int, effects: Effects) -> None:
+        """After a restore: publish what a crash may have left unpublished, rebuild due times."""
+        pending = self._pending.pop(partition, None)
+        if pending:
+            for seller in sorted(pending):
+                self._publish(partition, seller, effects)
+
+    # ---- reads for the API and metrics ------------------------------------------------------
+    def clocks(self) -> dict[int, int]:
+        return {p: e.clock for p, e in self.engines.items() if e.clock is not None}
+
+
+def _month_label(at: int, rb: Rulebook) -> str:
+    local = datetime.fromtimestamp(at / 1000, tz=rb.time_zone)
+    return f"{local.year:04d}-{local.month:02d}"
+
+
+def encode(value: Any) -> bytes:
+    return orjson.dumps(value)

@@ -1,0 +1,51 @@
+"""Worker settings, all from the environment (SPEC §4), with the defaults a laptop needs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from streams.core.contract import TOPICS
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker: str = "kafka://localhost:9092"
+    store: str = "rocksdb://"  # memory:// for tests
+    partitions: int = 4
+    rulebook: str = "global-2023"
+    topic_prefix: str = ""  # prepended to every topic and the consumer group
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    clock: str = "event"  # "event": event time only; "wall": also advanced by the wall clock
+    tick_seconds: float = 60.0  # wall mode: how often the clock is advanced
+    data_dir: str = "./starcast-data"
+    app_id: str = "starcast"
+    embedded_broker: bool = False  # tansu quirks (see NOTES): consistency check off
+    standby_replicas: int = 0
+    api_token: str = ""  # when set, the HTTP API requires `Authorization: Bearer <token>`
+    input_topics: dict[str, str] = field(default_factory=lambda: dict(TOPICS))
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        get = env.get
+        return cls(
+            broker=get("STARCAST_BROKER", cls.broker),
+            store=get("STARCAST_STORE", cls.store),
+            partitions=int(get("STARCAST_PARTITIONS", cls.partitions)),
+            rulebook=get("STARCAST_RULEBOOK", cls.rulebook),
+            topic_prefix=get("STARCAST_TOPIC_PREFIX", cls.topic_prefix),
+            web_port=int(get("STARCAST_WEB_PORT", cls.web_port)),
+            web_host=get("STARCAST_WEB_HOST", cls.web_host),
+            clock=get("STARCAST_CLOCK", cls.clock),
+            tick_seconds=float(get("STARCAST_TICK_SECONDS", cls.tick_seconds)),
+            data_dir=get("STARCAST_DATA_DIR", cls.data_dir),
+            app_id=get("STARCAST_APP_ID", cls.app_id),
+            embedded_broker=get("STARCAST_EMBEDDED_BROKER", "") == "1",
+            standby_replicas=int(get("STARCAST_STANDBY_REPLICAS", cls.standby_replicas)),
+            api_token=get("STARCAST_API_TOKEN", cls.api_token),
+        )
