@@ -1,0 +1,146 @@
+"""The worker's bookkeeping without a broker: clock, day roll, freeze, publication, restore."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from streams.core.rulebook import load
+from streams.core.timeutil import parse_ts
+from streams.service.processor import RatingProcessor, partition_for
+from tests.conftest import Events as E
+from tests.conftest import at
+
+PARTS = 4
+
+
+@pytest.fixture
+def processor():
+    return RatingProcessor(load(), PARTS)
+
+
+def feed(processor, events, published_at=None):
+    """Deliver events to their sellers' partitions; return the merged effects."""
+    merged = {"forecasts": [], "changes": [], "monthly": [], "dead": [], "writes": []}
+    for offset, e in enumerate(events):
+        raw = e if isinstance(e, bytes) else orjson.dumps(e)
+        seller = "s1" if isinstance(e, bytes) else e["seller_id"]
+        eff = processor.handle(raw, seller.encode(), "topic", partition_for(seller, PARTS), offset, published_at)
+        merged["forecasts"] += eff.forecasts
+        merged["changes"] += eff.changes
+        merged["monthly"] += eff.monthly
+        merged["dead"] += eff.dead_letters
+        merged["writes"] += eff.state_writes
+    return merged
+
+
+def tick(processor, when):
+    merged = {"forecasts": [], "changes": [], "monthly": []}
+    for p in range(PARTS):
+        eff = processor.tick(p, parse_ts(when))
+        merged["forecasts"] += eff.forecasts
+        merged["changes"] += eff.changes
+        merged["monthly"] += eff.monthly
+    return merged
+
+
+def four_buyers(seller="s1", day=1):
+    events = [E.message(at(days=day, hours=i), buyer=f"b{i}", seller=seller) for i in range(4)]
+    events += [E.product(at(days=day), f"p{i}", tier="top", seller=seller) for i in range(12)]
+    events += [E.visit(at(days=day), f"b{i}", seller=seller) for i in range(4)]
+    events += [E.reply(at(days=day, hours=i + 1), f"c-b{i}", seller=seller) for i in range(4)]
+    return events
+
+
+def test_publishes_only_when_something_but_as_of_changes(processor):
+    out = feed(processor, [E.message(at(days=1), buyer="b1")])
+    assert len(out["forecasts"]) == 1
+    out = feed(processor, [E.visit(at(days=1, hours=1), "x", abnormal=True)])  # changes nothing
+    assert out["forecasts"] == []
+    out = feed(processor, [E.message(at(days=1, hours=2), buyer="b2")])
+    assert out["forecasts"][0][1]["indicators"]["active_buyers"]["value"] == 2
+
+
+def test_star_change_up_then_down_by_expiry_alone(processor):
+    out = feed(processor, four_buyers())
+    ups = [c for _, c in out["changes"]]
+    assert ups and ups[-1]["direction"] == "up" and ups[-1]["to"] == 1
+    # Only time passes: at the first day boundary after the first buyer ages out, it drops.
+    out = tick(processor, "2026-03-31T00:00:00Z")
+    assert out["changes"] == []
+    out = tick(processor, "2026-04-01T00:00:00Z")
+    downs = [c for _, c in out["changes"]]
+    assert downs == [{**downs[0], "from": 1, "to": 0, "direction": "down"}]
+    assert "active_buyers" in downs[0]["indicators_moved"]
+
+
+def test_monthly_freeze_once_per_seller_and_not_before_a_seller_existed(processor):
+    feed(processor, four_buyers("s1") + four_buyers("s2"))
+    late = feed(processor, [E.visit("2026-04-01T12:00:00Z", "late", seller="s3")],  # s3 starts in April
+                published_at=parse_ts("2026-04-01T12:00:00Z"))
+    assert late["dead"] == []
+    assert tick(processor, "2026-04-01T23:59:59Z")["monthly"] == []  # within the 24 h grace
+    out = tick(processor, "2026-04-02T00:00:00Z")
+    frozen = {seller: r for seller, r in out["monthly"]}
+    assert set(frozen) == {"s1", "s2"}
+    assert frozen["s1"]["month"] == "2026-03" and frozen["s1"]["as_of"] == "2026-03-31T23:59:59.999Z"
+    assert frozen["s1"]["stars"] == 1
+    assert tick(processor, "2026-04-03T00:00:00Z")["monthly"] == []
+    # Late March events inside the grace period were counted; after it they do not re-freeze.
+    out = tick(processor, "2026-05-02T00:00:00Z")
+    assert {s for s, _ in out["monthly"]} == {"s1", "s2", "s3"}
+    assert {r["month"] for _, r in out["monthly"]} == {"2026-04"}
+
+
+def test_restore_rebuilds_state_and_does_not_repeat_a_freeze(processor):
+    out = feed(processor, four_buyers("s1"))
+    out["monthly"] += tick(processor, "2026-04-02T00:00:00Z")["monthly"]
+    state, forecasts, official = {}, {}, {}
+    for key, value in out["writes"]:
+        state[key] = value
+    for seller, rating in out["forecasts"] + tick(processor, "2026-04-02T00:00:00Z")["forecasts"]:
+        forecasts[seller.encode()] = orjson.dumps(rating)
+    for seller, record in out["monthly"]:
+        official[seller.encode()] = orjson.dumps(record)
+    before = processor.engine(partition_for("s1", PARTS)).rating("s1", parse_ts("2026-04-02T00:00:00Z"))
+
+    fresh = RatingProcessor(load(), PARTS)
+    assert fresh.restore(state.items(), forecasts.items(), official.items()) == 1
+    assert fresh.engine(partition_for("s1", PARTS)).rating("s1", parse_ts("2026-04-02T00:00:00Z")) == before
+    again = tick(fresh, "2026-04-03T00:00:00Z")
+    assert again["monthly"] == []  # March was already frozen before the restart
+
+
+def test_bad_input_becomes_a_dead_letter_and_touches_nothing(processor):
+    out = feed(processor, [b"{not json", {**E.message(at(days=1)), "channel": "fax"}])
+    assert [d.reason for d in out["dead"]] == ["invalid_json", "schema"]
+    assert out["dead"][0].raw == b"{not json" and out["dead"][1].topic == "topic"
+    assert out["writes"] == [] and out["forecasts"] == []
+    assert all(not e.states and e.clock is None for e in processor.engines.values())
+
+
+def test_future_ts_against_the_clock_or_the_publication_time(processor):
+    feed(processor, [E.message(at(days=1))])
+    out = feed(processor, [E.message(at(days=3), buyer="b2")])
+    assert [d.reason for d in out["dead"]] == ["future_ts"]
+    # Published two days later (a sparse topic in a backlog): not bogus, accepted.
+    out = feed(processor, [E.message(at(days=3), buyer="b2")], published_at=parse_ts(at(days=3)))
+    assert out["dead"] == [] and out["forecasts"]
+
+
+def test_a_message_not_keyed_by_seller_is_forwarded_to_its_partition(processor):
+    event = E.message(at(days=1), seller="s1")
+    wrong = (partition_for("s1", PARTS) + 1) % PARTS
+    eff = processor.handle(orjson.dumps(event), b"other", "buyer-messages", wrong, 7)
+    assert eff.forward == [("buyer-messages", b"s1", orjson.dumps(event))]
+    assert eff.forecasts == [] and eff.state_writes == []
+
+
+def test_wall_clock_mode_advances_without_events():
+    now = [parse_ts("2026-03-01T00:00:00Z")]
+    processor = RatingProcessor(load(), PARTS, wall_clock=lambda: now[0])
+    feed(processor, four_buyers())
+    now[0] = parse_ts("2026-04-02T00:00:00Z")
+    eff = processor.tick(partition_for("s1", PARTS), parse_ts("2026-03-05T00:00:00Z"))  # stale tick
+    assert [c["direction"] for _, c in eff.changes] == ["down"]
+    assert [s for s, _ in eff.monthly] == ["s1"]
