@@ -243,8 +243,9 @@ class SellerState:
         body = event.body
         kind = event.type
         if self.clock is None or ts > self.clock:
+            # Not a reason to rewrite the summary: clock and watermark only tune pruning and
+            # are re-derived from the partition clock after a restore.
             self.clock = ts
-            self.dirty.add((SUMMARY, ""))
         if self.first_seen is None or ts < self.first_seen:
             self.first_seen = ts
             self.dirty.add((SUMMARY, ""))
@@ -382,12 +383,12 @@ class SellerState:
         if self.watermark is not None and clock <= self.watermark:
             return
         self.watermark = clock
-        self.dirty.add((SUMMARY, ""))
         if self.pruned_at is None or clock - self.pruned_at >= PRUNE_EVERY_MS:
             self.prune()  # facts past the cuts are already ignored; dropping them can wait
 
     def prune(self) -> None:
         self.pruned_at = self.watermark
+        self.dirty.add((SUMMARY, ""))  # persist the watermark with what it dropped
         self._prune()
 
     def _prune(self) -> None:
@@ -483,6 +484,24 @@ class SellerState:
                 self.buyer_conversations.setdefault(entity.buyer, set()).add(key)
             elif kind == ORDER:
                 self.buyer_orders.setdefault(entity.buyer, set()).add(key)
+
+    def fact_instants(self) -> Iterator[int]:
+        """The latest instant of every entity (to re-derive the clock after a restore)."""
+        for conv in self.conversations.values():
+            if conv.last is not None:
+                yield conv.last
+        for person in self.people.values():
+            if person.visits:
+                yield person.visits[-1]
+        for order in self.orders.values():
+            if order.statuses:
+                yield order.statuses[-1][0]
+        for versions in (*self.products.values(), *self.penalties.values(), self.profile, self.premium_ads,
+                         self.showcases):
+            if versions:
+                yield versions[-1][0]
+        yield from (ts for ts, _ in self.kwa.values())
+        yield from self.rfq.values()
 
     def entities(self) -> Iterator[tuple[tuple[str, str], bytes]]:
         """Every entity of this seller, serialised (for snapshots and size measurements)."""

@@ -252,6 +252,7 @@ class RatingProcessor:
             partition = partition_for(seller, self.partitions)
             engine = self.engine(partition)
             state = engine.states[seller] = SellerState.from_entities(self.rulebook, seller, items)
+            state.clock = max([state.clock or 0, *state.fact_instants()]) or None
             if state.clock is not None and (engine.clock is None or state.clock > engine.clock):
                 engine.clock = state.clock
             self._pending.setdefault(partition, set()).add(seller)
