@@ -38,6 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", default="2026-03-01T00:00:00Z", help="first day, RFC 3339")
     p.add_argument("--days", type=int, default=30)
 
+    p = sub.add_parser("soak", help="kill -9 workers at random under traffic; compare with replay")
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--events", type=int, default=50_000)
+    p.add_argument("--sellers", type=int, default=1_000)
+    p.add_argument("--kills", type=int, default=5, help="kill points per round (plus one mid-freeze)")
+    p.add_argument("--rate", type=float, default=1_500, help="events per second to produce")
+    p.add_argument("--seed", type=int, default=1)
+
     p = sub.add_parser("bench", help="in-process throughput of validate -> state -> rate")
     p.add_argument("--events", type=int, default=300_000)
     p.add_argument("--sellers", type=int, default=10_000)
@@ -80,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         for e in events(args.events, args.sellers, args.seed, args.start, args.days):
             out.write(orjson.dumps(e) + b"\n")
         return 0
+    if args.command == "soak":
+        from streams.service.soak import run_soak
+
+        return run_soak(args.rounds, args.events, args.sellers, args.kills, args.rate, args.seed)
     if args.command == "bench":
         from streams.bench import run_core_bench
 

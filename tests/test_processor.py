@@ -144,3 +144,34 @@ def test_wall_clock_mode_advances_without_events():
     eff = processor.tick(partition_for("s1", PARTS), parse_ts("2026-03-05T00:00:00Z"))  # stale tick
     assert [c["direction"] for _, c in eff.changes] == ["down"]
     assert [s for s, _ in eff.monthly] == ["s1"]
+
+
+def test_hostile_input_never_raises_and_never_touches_state():
+    """Every mutation is rejected with its reason; state and forecasts equal the valid-only run."""
+    from tests.hostile import hostile_stream
+
+    valid = four_buyers("s1") + four_buyers("s2", day=2)
+    clean = RatingProcessor(load(), PARTS)
+    feed(clean, valid)
+    dirty = RatingProcessor(load(), PARTS)
+    hostile = hostile_stream(valid, 600, seed=3)
+    merged = list(valid)
+    for i, item in enumerate(hostile):  # interleave
+        merged.insert((i * 7) % (len(merged) + 1), item)
+    for offset, item in enumerate(merged):
+        if isinstance(item, dict):
+            raw, seller, expected = orjson.dumps(item), item["seller_id"], None
+        else:
+            raw, expected, seller = item
+        published = parse_ts(at(days=2))  # the Kafka timestamp: a clock even for a first message
+        eff = dirty.handle(raw, seller.encode(), "t", partition_for(seller, PARTS), offset, published)
+        if expected is None:
+            assert eff.dead_letters == []
+        else:
+            assert [d.reason for d in eff.dead_letters] == [expected], raw[:80]
+            assert eff.state_writes == [] and eff.forecasts == []
+    for seller in ("s1", "s2"):
+        p = partition_for(seller, PARTS)
+        at_ = clean.engine(p).clock
+        assert dirty.engine(p).states[seller] == clean.engine(p).states[seller]
+        assert dirty.engine(p).rating(seller, at_) == clean.engine(p).rating(seller, at_)

@@ -1,0 +1,321 @@
+"""`starcast soak`: kill -9 workers at random while a marketplace month streams in, then check
+every forecast and every monthly freeze against `starcast replay` over the same events.
+
+One round: a fresh embedded broker, two workers (RocksDB store, the default), a producer at a
+fixed rate, and a chaos loop that kills a random worker (mid-batch, right after the month-end
+tick so mid-freeze, or while the other is still recovering) and restarts it. At the end the
+latest forecast of every seller must equal replay at the final clock, and every seller must
+have exactly one monthly record equal to replay at the month's last instant.
+
+The same code is the CI crash test (one short round) and the long soak (many seeded rounds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from streams.core.contract import TOPICS
+from streams.core.rulebook import load
+from streams.core.timeutil import parse_ts
+from streams.replay import replay
+from streams.service.broker import EmbeddedBroker, free_port
+from streams.service.runner import scrape, stop_group
+from streams.simulate import events as simulate
+
+MONTH_END_TICK = "2026-04-02T00:00:01Z"  # past March's end plus the 24 h grace: freezes March
+FINAL_TICK = "2026-04-05T00:00:00Z"
+
+
+class WorkerProcess:
+    """A `starcast worker` child process with its own web port and data directory."""
+
+    def __init__(self, broker_url: str, prefix: str, workdir: Path, name: str, store: str = "rocksdb://",
+                 partitions: int = 4, extra_env: dict[str, str] | None = None):
+        self.name, self.prefix, self.store, self.partitions = name, prefix, store, partitions
+        self.broker_url = broker_url
+        self.data_dir = str(workdir / f"data-{name}")
+        self.log = workdir / f"{name}.log"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.extra_env = extra_env or {}
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "WorkerProcess":
+        env = dict(os.environ, STARCAST_BROKER=self.broker_url, STARCAST_TOPIC_PREFIX=self.prefix,
+                   STARCAST_WEB_PORT=str(self.port), STARCAST_EMBEDDED_BROKER="1", STARCAST_STORE=self.store,
+                   STARCAST_DATA_DIR=self.data_dir, STARCAST_PARTITIONS=str(self.partitions), **self.extra_env)
+        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
+                                        env=env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        return self
+
+    def ready(self) -> bool:
+        try:
+            urllib.request.urlopen(self.base + "/healthz", timeout=1).read()
+            return True
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def recoveries(self) -> int:
+        return self.log.read_text(errors="replace").count("Recovery]: Recovery complete") if self.log.exists() else 0
+
+    def wait_ready(self, timeout: float = 90, recoveries_before: int | None = None) -> float:
+        """Seconds until the worker serves HTTP and, if given a count, has completed one more
+        table recovery than before (that is, has rejoined the group and restored its tables)."""
+        started = time.monotonic()
+        while not self.ready() or (recoveries_before is not None and self.recoveries() <= recoveries_before):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited with {self.process.returncode}; see {self.log}")
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"worker {self.name} not ready after {timeout}s; see {self.log}")
+            time.sleep(0.2)
+        return time.monotonic() - started
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        stop_group(self.process)
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(self.base + "/metrics")
+
+    def rebalances(self) -> int:
+        return self.log.read_text(errors="replace").count("Setting newly assigned partitions")
+
+
+async def _send(bootstrap: str, messages: list[tuple[str, bytes | None, bytes, int | None]], rate: float) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    started = time.monotonic()
+    try:
+        for i, (topic, key, value, partition) in enumerate(messages, start=1):
+            await producer.send(topic, key=key, value=value, partition=partition)
+            if i % 100 == 0:
+                ahead = i / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def send(bootstrap: str, messages, rate: float = 1e9) -> None:
+    asyncio.run(_send(bootstrap, messages, rate))
+
+
+def event_messages(prefix: str, events: list[dict]) -> list:
+    return [(prefix + TOPICS[e["type"]], e["seller_id"].encode(), orjson.dumps(e), None) for e in events]
+
+
+def tick_messages(prefix: str, when: str, partitions: int) -> list:
+    value = orjson.dumps({"now": parse_ts(when)})
+    return [(prefix + "starcast-ticks", None, value, p) for p in range(partitions)]
+
+
+def read_topic(bootstrap: str, topic: str, idle: float = 2.0) -> list:
+    async def read():
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                    group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        out = []
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=int(idle * 1000))
+                if not batch:
+                    return out
+                for messages in batch.values():
+                    out.extend(messages)
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def produced_counts(messages: list, partitions: int) -> dict[tuple[str, int], int]:
+    """Messages per (topic, partition) as the default partitioner places seller-keyed ones."""
+    from streams.service.processor import partition_for
+
+    counts: dict[tuple[str, int], int] = {}
+    for topic, key, _value, partition in messages:
+        p = partition if partition is not None else partition_for(key.decode(), partitions)
+        counts[(topic, p)] = counts.get((topic, p), 0) + 1
+    return counts
+
+
+def wait_consumed(bootstrap: str, group: str, expected: dict[tuple[str, int], int], timeout: float) -> None:
+    """Until the workers' consumer group has committed past every message produced.
+
+    Ticks travel on their own topic, consumed independently of the input topics: a tick sent
+    while input is still queued would move the clock (and freeze a month) ahead of the data.
+    """
+
+    async def committed() -> dict[tuple[str, int], int]:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.structs import TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return {(t, p): (await consumer.committed(TopicPartition(t, p))) or 0 for t, p in expected}
+        finally:
+            await consumer.stop()
+
+    deadline = time.monotonic() + timeout
+    while True:
+        done = asyncio.run(committed())
+        if all(done[tp] >= n for tp, n in expected.items()):
+            return
+        if time.monotonic() > deadline:
+            behind = {f"{t}/{p}": n - done[(t, p)] for (t, p), n in expected.items() if done[(t, p)] < n}
+            raise RuntimeError(f"workers still behind after {timeout}s: {behind}")
+        time.sleep(1)
+
+
+def comparable(rating: dict) -> dict:
+    return {k: v for k, v in rating.items() if k not in ("as_of", "month", "valid_from", "valid_until")}
+
+
+def expected(events: list[dict], when: str) -> dict[str, dict]:
+    lines = [orjson.dumps(e) for e in events]
+    return {r["seller_id"]: comparable(r) for r in replay(lines, load(), parse_ts(when), io.StringIO())}
+
+
+@dataclass
+class RoundResult:
+    seed: int
+    events: int
+    kills: int = 0
+    rebalances: int = 0
+    forecast_mismatches: int = 0
+    freeze_mismatches: int = 0
+    recovery_seconds: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def mismatches(self) -> int:
+        return self.forecast_mismatches + self.freeze_mismatches
+
+
+def run_round(seed: int, n_events: int = 50_000, n_sellers: int = 1_000, kills: int = 5, rate: float = 2_000,
+              workdir: Path | None = None, log=print) -> RoundResult:
+    rnd = random.Random(seed)
+    workdir = Path(workdir or tempfile.mkdtemp(prefix=f"starcast-soak-{seed}-"))
+    result = RoundResult(seed, n_events)
+    started = time.monotonic()
+    broker = EmbeddedBroker().start()
+    prefix = f"soak{seed}-"
+    workers = [WorkerProcess(broker.url, prefix, workdir, f"w{i}") for i in range(2)]
+    try:
+        for w in workers:
+            w.start()
+        for w in workers:
+            result.recovery_seconds.append(w.wait_ready())
+        events = list(simulate(n_events, n_sellers, seed=seed))
+        messages = event_messages(prefix, events)
+        # Kill points: spread over the stream, one right after the month-end tick (mid-freeze).
+        cut_points = sorted(rnd.sample(range(1, len(messages)), max(kills - 1, 0)))
+        chunks = [messages[a:b] for a, b in zip([0, *cut_points], [*cut_points, len(messages)])]
+        for i, chunk in enumerate(chunks):
+            sender = threading.Thread(target=send, args=(broker.bootstrap, chunk, rate))
+            sender.start()
+            if i < len(chunks) - 1:
+                time.sleep(rnd.uniform(0.2, 0.8) * len(chunk) / rate)  # mid-chunk: mid-batch
+                _chaos(rnd, workers, result, log)
+            sender.join()
+        group = f"{prefix}starcast"
+        wait_consumed(broker.bootstrap, group, produced_counts(messages, workers[0].partitions), 120 + n_events / 200)
+        send(broker.bootstrap, tick_messages(prefix, MONTH_END_TICK, workers[0].partitions))
+        time.sleep(rnd.uniform(0.0, 0.5))
+        if kills:
+            _chaos(rnd, workers, result, log)  # mid-freeze
+        for w in workers:
+            if w.process.poll() is not None:
+                w.start()
+        for w in workers:
+            w.wait_ready()
+        send(broker.bootstrap, tick_messages(prefix, FINAL_TICK, workers[0].partitions))
+        want = expected(events, FINAL_TICK)
+        want_month = expected(events, "2026-03-31T23:59:59.999Z")
+        deadline = time.monotonic() + 120 + n_events / 500
+        while True:
+            forecasts = {m.key.decode(): comparable(orjson.loads(m.value))
+                         for m in sorted(read_topic(broker.bootstrap, prefix + "star-forecasts"),
+                                         key=lambda m: (m.partition, m.offset))}
+            bad = [s for s in want if forecasts.get(s) != want[s]]
+            if not bad or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        result.forecast_mismatches = len(bad) + len(set(forecasts) - set(want))
+        monthly: dict[str, list[dict]] = {}
+        for m in read_topic(broker.bootstrap, prefix + "star-ratings-monthly"):
+            monthly.setdefault(m.key.decode(), []).append(comparable(orjson.loads(m.value)))
+        result.freeze_mismatches = sum(
+            1 for s in set(want_month) | set(monthly)
+            if len(monthly.get(s, [])) != 1 or monthly[s][0] != want_month.get(s))
+        result.rebalances = sum(w.rebalances() for w in workers)
+        if result.mismatches:
+            log(f"round {seed}: forecast mismatches {bad[:5]}, logs in {workdir}")
+    finally:
+        for w in workers:
+            w.stop()
+        broker.stop()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _chaos(rnd: random.Random, workers: list[WorkerProcess], result: RoundResult, log) -> None:
+    victim = rnd.choice(workers)
+    victim.kill()
+    result.kills += 1
+    time.sleep(rnd.uniform(0.0, 2.0))
+    before = victim.recoveries()
+    victim.start()
+    if rnd.random() < 0.3:  # sometimes kill it again while it is recovering
+        time.sleep(rnd.uniform(0.5, 3.0))
+        victim.kill()
+        result.kills += 1
+        before = victim.recoveries()
+        victim.start()
+    result.recovery_seconds.append(victim.wait_ready(recoveries_before=before))
+    log(f"  killed {victim.name}; back in {result.recovery_seconds[-1]:.1f}s")
+
+
+def run_soak(rounds: int, n_events: int, n_sellers: int, kills: int, rate: float, seed: int) -> int:
+    results = []
+    for r in range(rounds):
+        print(f"round {r + 1}/{rounds} (seed {seed + r}): {n_events:,} events, {n_sellers:,} sellers, "
+              f"{kills} kill points", flush=True)
+        results.append(run_round(seed + r, n_events, n_sellers, kills, rate))
+    print(f"\n{'seed':>6} {'events':>8} {'kills':>6} {'rebalances':>10} {'mismatches':>10} "
+          f"{'recovery p50 s':>14} {'recovery max s':>14} {'round s':>8}")
+    for r in results:
+        rec = sorted(r.recovery_seconds)
+        print(f"{r.seed:>6} {r.events:>8,} {r.kills:>6} {r.rebalances:>10} {r.mismatches:>10} "
+              f"{rec[len(rec) // 2]:>14.1f} {rec[-1]:>14.1f} {r.seconds:>8.0f}")
+    total_kills = sum(r.kills for r in results)
+    total_bad = sum(r.mismatches for r in results)
+    print(f"total: {total_kills} kills, {sum(r.rebalances for r in results)} rebalances, "
+          f"{sum(r.events for r in results):,} events, {total_bad} mismatches")
+    return 1 if total_bad else 0
