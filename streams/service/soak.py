@@ -208,6 +208,7 @@ class RoundResult:
     events: int
     kills: int = 0
     rebalances: int = 0
+    stalls: int = 0  # times the group's committed offsets did not reach the end in time
     forecast_mismatches: int = 0
     freeze_mismatches: int = 0
     recovery_seconds: list[float] = field(default_factory=list)
@@ -219,14 +220,14 @@ class RoundResult:
 
 
 def run_round(seed: int, n_events: int = 50_000, n_sellers: int = 1_000, kills: int = 5, rate: float = 2_000,
-              workdir: Path | None = None, log=print) -> RoundResult:
+              workdir: Path | None = None, log=print, n_workers: int = 2) -> RoundResult:
     rnd = random.Random(seed)
     workdir = Path(workdir or tempfile.mkdtemp(prefix=f"starcast-soak-{seed}-"))
     result = RoundResult(seed, n_events)
     started = time.monotonic()
     broker = EmbeddedBroker().start()
     prefix = f"soak{seed}-"
-    workers = [WorkerProcess(broker.url, prefix, workdir, f"w{i}") for i in range(2)]
+    workers = [WorkerProcess(broker.url, prefix, workdir, f"w{i}") for i in range(n_workers)]
     try:
         for w in workers:
             w.start()
@@ -245,7 +246,12 @@ def run_round(seed: int, n_events: int = 50_000, n_sellers: int = 1_000, kills: 
                 _chaos(rnd, workers, result, log)
             sender.join()
         group = f"{prefix}starcast"
-        wait_consumed(broker.bootstrap, group, produced_counts(messages, workers[0].partitions), 120 + n_events / 200)
+        try:
+            wait_consumed(broker.bootstrap, group, produced_counts(messages, workers[0].partitions),
+                          60 + n_events / 200)
+        except RuntimeError as exc:  # reported; the comparison below says whether data was lost
+            result.stalls += 1
+            log(f"round {seed}: {exc}")
         send(broker.bootstrap, tick_messages(prefix, MONTH_END_TICK, workers[0].partitions))
         time.sleep(rnd.uniform(0.0, 0.5))
         if kills:
@@ -255,7 +261,14 @@ def run_round(seed: int, n_events: int = 50_000, n_sellers: int = 1_000, kills: 
                 w.start()
         for w in workers:
             w.wait_ready()
-        send(broker.bootstrap, tick_messages(prefix, FINAL_TICK, workers[0].partitions))
+        ticks = tick_messages(prefix, MONTH_END_TICK, workers[0].partitions) + \
+            tick_messages(prefix, FINAL_TICK, workers[0].partitions)
+        send(broker.bootstrap, ticks[workers[0].partitions:])
+        try:
+            wait_consumed(broker.bootstrap, group, produced_counts(ticks, workers[0].partitions), 60)
+        except RuntimeError as exc:
+            result.stalls += 1
+            log(f"round {seed}: {exc}")
         want = expected(events, FINAL_TICK)
         want_month = expected(events, "2026-03-31T23:59:59.999Z")
         deadline = time.monotonic() + 120 + n_events / 500
@@ -277,6 +290,16 @@ def run_round(seed: int, n_events: int = 50_000, n_sellers: int = 1_000, kills: 
         result.rebalances = sum(w.rebalances() for w in workers)
         if result.mismatches:
             log(f"round {seed}: forecast mismatches {bad[:5]}, logs in {workdir}")
+            from streams.service.processor import partition_for
+
+            with open(workdir / "mismatches.txt", "w") as out:
+                for s in bad:
+                    got = forecasts.get(s)
+                    diff = {k: (got.get(k) if got else None, want[s][k]) for k in want[s] if not got or got.get(k) != want[s][k]}
+                    out.write(f"{s} partition {partition_for(s, workers[0].partitions)}: {diff}\n")
+                for s in sorted(set(want_month) | set(monthly)):
+                    if len(monthly.get(s, [])) != 1 or monthly[s][0] != want_month.get(s):
+                        out.write(f"monthly {s}: {len(monthly.get(s, []))} records\n")
     finally:
         for w in workers:
             w.stop()
@@ -308,11 +331,11 @@ def run_soak(rounds: int, n_events: int, n_sellers: int, kills: int, rate: float
         print(f"round {r + 1}/{rounds} (seed {seed + r}): {n_events:,} events, {n_sellers:,} sellers, "
               f"{kills} kill points", flush=True)
         results.append(run_round(seed + r, n_events, n_sellers, kills, rate))
-    print(f"\n{'seed':>6} {'events':>8} {'kills':>6} {'rebalances':>10} {'mismatches':>10} "
+    print(f"\n{'seed':>6} {'events':>8} {'kills':>6} {'rebalances':>10} {'stalls':>6} {'mismatches':>10} "
           f"{'recovery p50 s':>14} {'recovery max s':>14} {'round s':>8}")
     for r in results:
         rec = sorted(r.recovery_seconds)
-        print(f"{r.seed:>6} {r.events:>8,} {r.kills:>6} {r.rebalances:>10} {r.mismatches:>10} "
+        print(f"{r.seed:>6} {r.events:>8,} {r.kills:>6} {r.rebalances:>10} {r.stalls:>6} {r.mismatches:>10} "
               f"{rec[len(rec) // 2]:>14.1f} {rec[-1]:>14.1f} {r.seconds:>8.0f}")
     total_kills = sum(r.kills for r in results)
     total_bad = sum(r.mismatches for r in results)
