@@ -17,8 +17,6 @@ import orjson
 from streams.core.contract import parse_event
 from streams.core.engine import tune_gc
 from streams.core.engine import Engine
-from streams.core.measures import measure
-from streams.core.rating import rate
 from streams.core.rulebook import load
 from streams.simulate import events
 

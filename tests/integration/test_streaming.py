@@ -10,10 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,8 +21,8 @@ from streams.core.contract import TOPICS
 from streams.core.rulebook import load
 from streams.core.timeutil import parse_ts
 from streams.replay import replay
-from streams.service.broker import EmbeddedBroker, free_port
-from streams.service.runner import scrape, stop_group, wait_ready
+from streams.service.broker import EmbeddedBroker
+from streams.service import soak
 from streams.simulate import events as simulated
 from tests.conftest import Events as E
 from tests.conftest import at
@@ -42,36 +38,16 @@ def broker():
     b.stop()
 
 
-class Worker:
+class Worker(soak.WorkerProcess):
     """A `starcast worker` child process with its own topic prefix and web port."""
 
     def __init__(self, broker: EmbeddedBroker, prefix: str, tmp_path, store: str = "memory://"):
-        self.broker, self.prefix, self.store = broker, prefix, store
-        self.data_dir = str(tmp_path / "data")
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-        self.log = tmp_path / "worker.log"
+        super().__init__(broker.url, prefix, tmp_path, "worker", store=store, partitions=PARTITIONS)
 
     def start(self) -> "Worker":
-        env = dict(os.environ, STARCAST_BROKER=self.broker.url, STARCAST_TOPIC_PREFIX=self.prefix,
-                   STARCAST_WEB_PORT=str(self.port), STARCAST_EMBEDDED_BROKER="1", STARCAST_STORE=self.store,
-                   STARCAST_DATA_DIR=self.data_dir, STARCAST_PARTITIONS=str(PARTITIONS))
-        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
-                                        env=env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        wait_ready(self.base, self.process)
+        super().start()
+        self.wait_ready()
         return self
-
-    def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        stop_group(self.process)
-
-    def metrics(self) -> dict[str, float]:
-        return scrape(self.base + "/metrics")
 
     def wait_processed(self, inputs: int, timeout: float = 120) -> None:
         """Until the worker has handled `inputs` input messages (any outcome)."""
@@ -114,24 +90,7 @@ def tick_all(broker, prefix, when: str) -> None:
 
 
 def read_topic(broker, topic: str, idle: float = 3.0) -> list:
-    async def read():
-        from aiokafka import AIOKafkaConsumer
-
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
-                                    group_id=None, enable_auto_commit=False)
-        await consumer.start()
-        out = []
-        try:
-            while True:
-                batch = await consumer.getmany(timeout_ms=int(idle * 1000))
-                if not batch:
-                    return out
-                for messages in batch.values():
-                    out.extend(messages)
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(read())
+    return soak.read_topic(broker.bootstrap, topic, idle)
 
 
 def latest_by_key(messages) -> dict[str, dict]:
