@@ -175,3 +175,30 @@ def test_hostile_input_never_raises_and_never_touches_state():
         at_ = clean.engine(p).clock
         assert dirty.engine(p).states[seller] == clean.engine(p).states[seller]
         assert dirty.engine(p).rating(seller, at_) == clean.engine(p).rating(seller, at_)
+
+
+@pytest.mark.parametrize("lost", ["official", "state"])
+def test_a_crash_around_the_freeze_neither_loses_nor_changes_it(lost):
+    """The clock restored after a crash is already past the month end plus grace. Either the
+    official table's write was lost (the record saved with the state is sent again) or the
+    state's was (the month's facts were kept, and the freeze is redone to the same record)."""
+    first = RatingProcessor(load(), PARTS)
+    out = feed(first, four_buyers("s1", day=1))  # March 2: inside March's window, not April's
+    late = E.visit("2026-04-05T00:00:00Z", "late", seller="s1")  # moves the clock past Apr 2
+    eff = first.handle(orjson.dumps(late), b"s1", "t", partition_for("s1", PARTS), 99,
+                       parse_ts("2026-04-05T00:00:00Z"))
+    frozen = dict(eff.monthly)["s1"]
+    assert frozen["indicators"]["active_buyers"]["value"] == 4
+    saved = out["writes"] + (eff.state_writes if lost == "official" else [])
+    writes = {}
+    for key, value in saved:  # as the table holds them
+        if value is None:
+            writes.pop(key, None)
+        else:
+            writes[key] = value
+    forecasts = {seller.encode(): orjson.dumps(r) for seller, r in out["forecasts"]}
+    restarted = RatingProcessor(load(), PARTS)
+    restarted.restore(writes.items(), forecasts.items(), [])
+    again = tick(restarted, "2026-04-06T00:00:00Z")["monthly"]
+    assert again == [("s1", frozen)]
+    assert tick(restarted, "2026-04-07T00:00:00Z")["monthly"] == []

@@ -24,8 +24,9 @@ def tune_gc() -> None:
 
 
 class Engine:
-    def __init__(self, rulebook: Rulebook):
+    def __init__(self, rulebook: Rulebook, keep_for_freeze: bool = False):
         self.rulebook = rulebook
+        self.keep_for_freeze = keep_for_freeze  # see SellerState: workers that freeze months
         self.states: dict[str, SellerState] = {}
         self.clock: int | None = None  # the stream clock; sellers catch up when next touched
         self._last: dict[str, tuple[tuple, dict[str, Any]]] = {}  # seller -> (measures key, rating)
@@ -33,7 +34,7 @@ class Engine:
     def state(self, seller_id: str) -> SellerState:
         state = self.states.get(seller_id)
         if state is None:
-            state = self.states[seller_id] = SellerState(self.rulebook, seller_id)
+            state = self.states[seller_id] = SellerState(self.rulebook, seller_id, self.keep_for_freeze)
         if self.clock is not None:
             state.advance(self.clock)
         return state

@@ -26,6 +26,7 @@ import orjson
 
 from streams.core.contract import UNKNOWN_CURRENCY, Event, Rejected
 from streams.core.rulebook import Rulebook
+from streams.core.timeutil import month_start
 
 MICRO = Decimal(1_000_000)
 PRUNE_EVERY_MS = 7 * 24 * 3600 * 1000
@@ -188,14 +189,21 @@ class SellerState:
         "rulebook", "seller_id", "watermark", "clock", "profile", "premium_ads", "showcases",
         "kwa", "rfq", "conversations", "people", "orders", "products", "penalties", "dirty",
         "changed", "buyer_conversations", "buyer_orders", "aggregator", "pruned_at", "first_seen",
+        "frozen_until", "official", "keep_for_freeze",
     )
 
-    def __init__(self, rulebook: Rulebook, seller_id: str):
+    def __init__(self, rulebook: Rulebook, seller_id: str, keep_for_freeze: bool = False):
         self.rulebook = rulebook
         self.seller_id = seller_id
         self.watermark: int | None = None  # clock of the last advance(); prunes below it
         self.clock: int | None = None  # largest ts applied to this seller
         self.first_seen: int | None = None  # smallest ts applied (no official rating before it)
+        self.frozen_until: int | None = None  # end of the latest month frozen for this seller
+        self.official: dict | None = None  # that month's record, saved in the same write
+        # A worker freezes each month once its clock passes the month end plus grace; until
+        # this seller's freeze is done, facts that the month end's windows need are kept, even
+        # if the clock has run further (a restart, or late events of a later day first).
+        self.keep_for_freeze = keep_for_freeze
         self.profile: list[list[Any]] = []  # LWW [ts, event_id, region, category]
         self.premium_ads: list[list[Any]] = []  # LWW [ts, event_id, active]
         self.showcases: list[list[Any]] = []  # LWW [ts, event_id, all_open]
@@ -217,7 +225,22 @@ class SellerState:
     # ---- cuts derived from the watermark -------------------------------------------------
     def _low(self) -> int | None:
         """The earliest instant a rating may still be evaluated at."""
-        return None if self.watermark is None else self.watermark - self.rulebook.grace_ms
+        if self.watermark is None:
+            return None
+        low = self.watermark - self.rulebook.grace_ms
+        if self.keep_for_freeze:
+            month_end = month_start(self.watermark, self.rulebook.time_zone)
+            owed = self.first_seen is not None and self.first_seen < month_end
+            if owed and (self.frozen_until is None or self.frozen_until < month_end):
+                low = min(low, month_end - 1)
+        return low
+
+    def mark_frozen(self, month_end: int, record: dict) -> None:
+        """Record a freeze. The mark and the record live in one entity, so one write saves both:
+        facts are only released once the record that needed them is durable."""
+        self.frozen_until = month_end
+        self.official = record
+        self.dirty.add((SUMMARY, ""))
 
     def window_cut(self) -> int | None:
         """Windowed facts at or before this can never be inside a future window."""
@@ -447,8 +470,8 @@ class SellerState:
 
     # ---- serialisation -------------------------------------------------------------------
     def summary_dump(self) -> list[Any]:
-        return [self.watermark, self.clock, self.first_seen, self.profile, self.premium_ads, self.showcases,
-                self.kwa, self.rfq]
+        return [self.watermark, self.clock, self.first_seen, self.frozen_until, self.official, self.profile,
+                self.premium_ads, self.showcases, self.kwa, self.rfq]
 
     def entity_dump(self, kind: str, key: str) -> list[Any] | None:
         """The serialisable form of one entity, or None when it no longer exists."""
@@ -474,8 +497,8 @@ class SellerState:
         """Restore one entity written by take_dirty()."""
         value = orjson.loads(data)
         if kind == SUMMARY:
-            (self.watermark, self.clock, self.first_seen, self.profile, self.premium_ads, self.showcases,
-             self.kwa, self.rfq) = value
+            (self.watermark, self.clock, self.first_seen, self.frozen_until, self.official, self.profile,
+             self.premium_ads, self.showcases, self.kwa, self.rfq) = value
         elif kind in (PRODUCT, PENALTY):
             self._entities(kind)[key] = value
         else:
@@ -520,9 +543,9 @@ class SellerState:
         return cls.from_entities(rulebook, seller_id, ((k, key, orjson.dumps(v)) for k, key, v in items))
 
     @classmethod
-    def from_entities(cls, rulebook: Rulebook, seller_id: str,
-                      items: Iterable[tuple[str, str, bytes]]) -> "SellerState":
-        state = cls(rulebook, seller_id)
+    def from_entities(cls, rulebook: Rulebook, seller_id: str, items: Iterable[tuple[str, str, bytes]],
+                      keep_for_freeze: bool = False) -> "SellerState":
+        state = cls(rulebook, seller_id, keep_for_freeze)
         for kind, key, data in items:
             state.load_entity(kind, key, data)
         return state

@@ -171,6 +171,27 @@ def create_app(settings: Settings | None = None) -> faust.App:
             for partition in range(s.partitions):
                 await ticks.send(value=orjson.dumps({"now": now}), partition=partition)
 
+    idle_seen: dict = {}
+
+    @app.timer(5.0)
+    async def fetch_watch() -> None:
+        """Input partitions assigned to this worker but left out of fetching after a rebalance
+        (seen with Faust on tansu, cf. Faust issue #629): resume them if it lasts two checks."""
+        if app.in_recovery or app.consumer is None:
+            idle_seen.clear()
+            return
+        consumer = app.consumer
+        assigned = {tp for tp in consumer.assignment() if not consumer._is_changelog_tp(tp)}
+        idle = assigned - consumer._get_active_partitions() - consumer._buffered_partitions
+        stuck = {tp for tp in idle if idle_seen.get(tp)}
+        idle_seen.clear()
+        idle_seen.update({tp: True for tp in idle})
+        if stuck:
+            log.warning("starcast: resuming input partitions left unfetched: %s",
+                        sorted(f"{tp.topic}/{tp.partition}" for tp in stuck))
+            metrics.resumed.inc(len(stuck))
+            consumer.resume_partitions(stuck)
+
     @app.timer(5.0)
     async def refresh_gauges() -> None:
         metrics.star_levels(processor.published)

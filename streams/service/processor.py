@@ -24,7 +24,7 @@ from aiokafka.partitioner import murmur2
 from streams.core.contract import Rejected, decode, validate
 from streams.core.engine import Engine
 from streams.core.rulebook import Rulebook
-from streams.core.state import SellerState
+from streams.core.state import SUMMARY, SellerState
 from streams.core.timeutil import format_ts, local_midnight_before, month_start
 
 KEY_SEPARATOR = "\x1f"
@@ -84,12 +84,13 @@ class RatingProcessor:
         self._due: dict[int, list[tuple[int, str]]] = {}  # partition -> heap of (instant, seller)
         self._frozen_through: dict[int, int] = {}  # partition -> month start whose freeze ran
         self._pending: dict[int, set[str]] = {}  # partition -> sellers to re-check after restore
+        self._republish: dict[int, list[tuple[str, dict]]] = {}  # monthly records to send again
 
     # ---- entry points ----------------------------------------------------------------------
     def engine(self, partition: int) -> Engine:
         engine = self.engines.get(partition)
         if engine is None:
-            engine = self.engines[partition] = Engine(self.rulebook)
+            engine = self.engines[partition] = Engine(self.rulebook, keep_for_freeze=True)
         return engine
 
     def handle(self, raw: bytes, key: bytes | None, topic: str, partition: int, offset: int,
@@ -171,7 +172,8 @@ class RatingProcessor:
 
     def _freeze(self, partition: int, clock: int, effects: Effects) -> None:
         """Once the clock passes a month end plus the grace period, freeze every seller's
-        rating at that month end, once (the official table remembers who was frozen)."""
+        rating at that month end, once: the seller's state records the freeze and its record in
+        one write, and keeps the month's facts until then (see SellerState.keep_for_freeze)."""
         month_end = self.latest_freezable_month(clock)
         if self._frozen_through.get(partition) == month_end:
             return
@@ -182,12 +184,19 @@ class RatingProcessor:
             state = engine.states[seller]
             if state.first_seen is None or state.first_seen > at:
                 continue  # no event before the month ended: nothing to rate
-            if self.official.get(seller, {}).get("month", "") >= month:
+            if state.frozen_until is not None and state.frozen_until >= month_end:
+                continue  # frozen before: the record was saved with the state
+            known = self.official.get(seller)
+            if known is not None and known.get("month", "") >= month:
+                state.mark_frozen(month_end, known)  # frozen before; the state's copy was lost
+                self._write_summary(state, effects)
                 continue
             record = dict(engine.rating(seller, at))
             record.update(month=month, **self._validity(month_end))
             self.official[seller] = record
             effects.monthly.append((seller, record))
+            state.mark_frozen(month_end, record)
+            self._write_summary(state, effects)
         self._frozen_through[partition] = month_end
 
     def _validity(self, month_end: int) -> dict[str, str]:
@@ -233,6 +242,12 @@ class RatingProcessor:
             "official_stars": self.official.get(seller, {}).get("stars"),
         }
 
+    def _write_summary(self, state: SellerState, effects: Effects) -> None:
+        """Only the summary (freeze mark + record, one value): a month's freeze touches every
+        seller of the partition, and their other pending writes can wait for their next event."""
+        state.dirty.discard((SUMMARY, ""))
+        effects.state_writes.append((state_key(state.seller_id, SUMMARY, ""), orjson.dumps(state.summary_dump())))
+
     def _collect_writes(self, state: SellerState, effects: Effects) -> None:
         for (kind, key), data in state.take_dirty():
             effects.state_writes.append((state_key(state.seller_id, kind, key), data))
@@ -251,17 +266,27 @@ class RatingProcessor:
         for seller, items in grouped.items():
             partition = partition_for(seller, self.partitions)
             engine = self.engine(partition)
-            state = engine.states[seller] = SellerState.from_entities(self.rulebook, seller, items)
+            state = engine.states[seller] = SellerState.from_entities(self.rulebook, seller, items, True)
             state.clock = max([state.clock or 0, *state.fact_instants()]) or None
             if state.clock is not None and (engine.clock is None or state.clock > engine.clock):
                 engine.clock = state.clock
             self._pending.setdefault(partition, set()).add(seller)
         self.published = {bytes(k).decode(): orjson.loads(v) for k, v in forecasts}
         self.official = {bytes(k).decode(): orjson.loads(v) for k, v in official}
+        for partition, engine in self.engines.items():  # the state's record outranks the table
+            for seller, state in engine.states.items():
+                record = state.official
+                if record is not None and self.official.get(seller, {}).get("month", "") < record["month"]:
+                    # Saved with the state, lost on its way to the official table and topic.
+                    self._republish.setdefault(partition, []).append((seller, record))
+                if record is not None:
+                    self.official[seller] = record
         return len(grouped)
 
     def _catch_up(self, partition: int, effects: Effects) -> None:
         """After a restore: publish what a crash may have left unpublished, rebuild due times."""
+        for seller, record in self._republish.pop(partition, []):
+            effects.monthly.append((seller, record))
         pending = self._pending.pop(partition, None)
         if pending:
             for seller in sorted(pending):
