@@ -17,9 +17,6 @@ from typing import Iterator
 
 from streams.core.timeutil import DAY, HOUR, format_ts, parse_ts
 
-TRAJECTORIES = ("steady", "improving", "decaying", "spammer", "penalised")
-
-
 @dataclass
 class SellerProfile:
     seller_id: str

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 from operator import attrgetter
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
 from streams.core.state import (K_CONVERSATION, K_KWA, K_PENALTY, K_PERSON, K_PRODUCT, K_RFQ,
                                 SellerState, lww_at)
@@ -327,7 +327,3 @@ class Aggregator:
                 heapq.heappush(self.heap, (next_change, key))
                 self.scheduled[key] = next_change
 
-
-def describe(m: Measures) -> dict[str, Any]:
-    """The raw measures as plain data (for debugging output and tests)."""
-    return {field: getattr(m, field) for field in m.__dataclass_fields__}

@@ -25,7 +25,6 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from streams.core.rulebook import load
-from streams.core.timeutil import parse_ts
 from streams.service.metrics import Metrics
 from streams.service.processor import Effects, RatingProcessor
 from streams.service.settings import Settings
@@ -204,27 +203,27 @@ def create_app(settings: Settings | None = None) -> faust.App:
     def error(web, status: int, message: str):
         return web.json({"error": message}, status=status)
 
+    def seller_document(view, request, table, seller_id: str, missing: str):
+        """A seller's JSON document from a table this worker owns, or a JSON 401/404."""
+        if not authorised(request):
+            return error(view, 401, "bearer token required")
+        data = table.get(seller_id.encode())
+        if data is None:
+            return error(view, 404, missing)
+        return view.bytes(bytes(data), content_type="application/json")
+
     @app.page("/sellers/{seller_id}")
     class SellerForecast(faust.web.View):
         @app.table_route(table=forecasts, match_info="seller_id")
         async def get(self, request, seller_id: str):
-            if not authorised(request):
-                return error(self, 401, "bearer token required")
-            data = forecasts.get(seller_id.encode())
-            if data is None:
-                return error(self, 404, f"unknown seller {seller_id!r}")
-            return self.bytes(bytes(data), content_type="application/json")
+            return seller_document(self, request, forecasts, seller_id, f"unknown seller {seller_id!r}")
 
     @app.page("/sellers/{seller_id}/official")
     class SellerOfficial(faust.web.View):
         @app.table_route(table=official, match_info="seller_id")
         async def get(self, request, seller_id: str):
-            if not authorised(request):
-                return error(self, 401, "bearer token required")
-            data = official.get(seller_id.encode())
-            if data is None:
-                return error(self, 404, f"no official rating for seller {seller_id!r} yet")
-            return self.bytes(bytes(data), content_type="application/json")
+            return seller_document(self, request, official, seller_id,
+                                   f"no official rating for seller {seller_id!r} yet")
 
     @app.page("/healthz")
     class Health(faust.web.View):
@@ -240,7 +239,3 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     return app
 
-
-def tick_message(now_rfc3339: str) -> bytes:
-    """A tick for the ticks topic: advances a partition's clock to `now` without an event."""
-    return orjson.dumps({"now": parse_ts(now_rfc3339)})

@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import orjson
 from aiokafka.partitioner import murmur2
@@ -301,6 +301,3 @@ def _month_label(at: int, rb: Rulebook) -> str:
     local = datetime.fromtimestamp(at / 1000, tz=rb.time_zone)
     return f"{local.year:04d}-{local.month:02d}"
 
-
-def encode(value: Any) -> bytes:
-    return orjson.dumps(value)

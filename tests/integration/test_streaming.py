@@ -103,8 +103,7 @@ def latest_by_key(messages) -> dict[str, dict]:
     return latest
 
 
-def without_as_of(rating: dict) -> dict:
-    return {k: v for k, v in rating.items() if k not in ("as_of", "month", "valid_from", "valid_until")}
+without_as_of = soak.comparable  # every field but as_of (and a monthly record's month/validity)
 
 
 def expected_ratings(events: list[dict], when: str) -> dict[str, dict]:
