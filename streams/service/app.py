@@ -25,6 +25,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from streams.core.rulebook import load
+from streams.service import faust_fixes
 from streams.service.metrics import Metrics
 from streams.service.processor import Effects, RatingProcessor
 from streams.service.settings import Settings
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         options["producer_max_batch_size"] = 1
         options["recovery_consistency_check"] = False
     app = faust.App(f"{s.topic_prefix}{s.app_id}", **options)
+    faust_fixes.install(app)
     app.starcast = (s, processor, metrics)  # for tests and the runner
 
     def topic(*names: str, **kw) -> faust.TopicT:
@@ -170,26 +172,32 @@ def create_app(settings: Settings | None = None) -> faust.App:
             for partition in range(s.partitions):
                 await ticks.send(value=orjson.dumps({"now": now}), partition=partition)
 
-    idle_seen: dict = {}
+    stall_seen: dict = {}
 
     @app.timer(5.0)
-    async def fetch_watch() -> None:
-        """Input partitions assigned to this worker but left out of fetching after a rebalance
-        (seen with Faust on tansu, cf. Faust issue #629): resume them if it lasts two checks."""
+    async def stall_watch() -> None:
+        """Log, with the fetcher's view, an input partition whose committed offset has not moved
+        for three checks while records wait: the evidence for diagnosing a stalled worker."""
         if app.in_recovery or app.consumer is None:
-            idle_seen.clear()
             return
         consumer = app.consumer
-        assigned = {tp for tp in consumer.assignment() if not consumer._is_changelog_tp(tp)}
-        idle = assigned - consumer._get_active_partitions() - consumer._buffered_partitions
-        stuck = {tp for tp in idle if idle_seen.get(tp)}
-        idle_seen.clear()
-        idle_seen.update({tp: True for tp in idle})
-        if stuck:
-            log.warning("starcast: resuming input partitions left unfetched: %s",
-                        sorted(f"{tp.topic}/{tp.partition}" for tp in stuck))
-            metrics.resumed.inc(len(stuck))
-            consumer.resume_partitions(stuck)
+        try:
+            assignment = consumer._thread._ensure_consumer()._fetcher._subscriptions.subscription.assignment
+        except AttributeError:  # not the aiokafka driver
+            return
+        for tp in consumer.assignment():
+            state = assignment.state_value(tp) if assignment is not None else None
+            if consumer._is_changelog_tp(tp) or state is None or state.highwater is None:
+                continue
+            committed = consumer._committed_offset.get(tp)
+            last, seen = stall_seen.get(tp, (committed, 0))
+            seen = seen + 1 if last == committed and state.highwater > (committed or 0) else 0
+            stall_seen[tp] = (committed, seen)
+            if seen == 3:
+                log.warning("starcast: %s/%d not advancing: committed=%s read=%s highwater=%s position=%s "
+                            "paused=%s active=%s", tp.topic, tp.partition, committed,
+                            consumer._read_offset.get(tp), state.highwater, state._position, state.paused,
+                            tp in (consumer._active_partitions or ()))
 
     @app.timer(5.0)
     async def refresh_gauges() -> None:

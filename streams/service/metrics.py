@@ -34,8 +34,6 @@ class Metrics:
                            ["partition"], registry=r)
         self.restored = Gauge("starcast_restored_sellers", "Sellers rebuilt at the last table recovery",
                               registry=r)
-        self.resumed = Counter("starcast_partitions_resumed_total",
-                               "Input partitions found assigned but not fetched, and resumed", registry=r)
         for level in range(6):
             self.sellers.labels(stars=str(level)).set(0)
 

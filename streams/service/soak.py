@@ -298,8 +298,12 @@ def run_round(seed: int, n_events: int = 50_000, n_sellers: int = 1_000, kills: 
                     diff = {k: (got.get(k) if got else None, want[s][k]) for k in want[s] if not got or got.get(k) != want[s][k]}
                     out.write(f"{s} partition {partition_for(s, workers[0].partitions)}: {diff}\n")
                 for s in sorted(set(want_month) | set(monthly)):
-                    if len(monthly.get(s, [])) != 1 or monthly[s][0] != want_month.get(s):
-                        out.write(f"monthly {s}: {len(monthly.get(s, []))} records\n")
+                    got = monthly.get(s, [])
+                    if len(got) != 1 or got[0] != want_month.get(s):
+                        first, wanted = (got[0] if got else {}), want_month.get(s, {})
+                        diff = {k: (first.get(k), wanted.get(k)) for k in set(first) | set(wanted)
+                                if first.get(k) != wanted.get(k)}
+                        out.write(f"monthly {s}: {len(got)} records; (got, want) {diff}\n")
     finally:
         for w in workers:
             w.stop()

@@ -1,0 +1,86 @@
+"""Two at-least-once holes in faust-streaming 0.15.3 that the soak test found, closed here.
+
+1. **Commits ahead of table writes.** Faust sends table changelog writes through a
+   `ProducerBuffer`, and before committing offsets it calls `producer.flush()`, whose buffer part
+   (`ProducerBuffer.flush_atmost`) gives up as soon as 0.1 s pass without a message leaving the
+   buffer. When the broker is slow the commit goes ahead with changelog writes still queued; a
+   crash then loses the state changes of events whose offsets are already committed, and they
+   are never replayed (seen as wrong monthly freezes). `DrainingProducerBuffer.flush` waits
+   until the queue is empty and no message is between the queue and the client, so the
+   client's own flush that follows covers them all.
+
+2. **Records dropped during a rebalance, never re-read.** When a running worker is given more
+   partitions, aiokafka may fetch records for them before Faust marks them active; Faust's
+   `getmany` silently drops those records, but aiokafka's position has moved past them. Faust
+   then seeks every stream partition to its committed offset, yet aiokafka's
+   `seek_to_committed` skips partitions with no committed offset (None or 0), so the dropped
+   records are lost: the worker idles with a backlog (the "restart stall"). After that seek,
+   input partitions without a committed offset are sent back to their beginning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+from faust.transport.producer import ProducerBuffer
+
+
+class DrainingProducerBuffer(ProducerBuffer):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.in_flight = 0
+
+    async def _send_pending(self, fut) -> None:
+        self.in_flight += 1
+        try:
+            await super()._send_pending(fut)
+        finally:
+            self.in_flight -= 1
+
+    async def flush(self) -> None:
+        while (self.size or self.in_flight) and self.state == "running":
+            if self.size:
+                await self.flush_atmost(None)  # returns after 0.1 s without progress: loop
+            else:
+                await asyncio.sleep(0.005)  # the last message is on its way into the client
+        if self.size:  # stopping: Faust's own flush raises if it cannot drain
+            await super().flush()
+
+
+def install(app: faust.App) -> None:
+    """Patch the app's producer and consumer, whenever they are created."""
+    new_producer = app._new_producer
+
+    def producer_with_draining_buffer():
+        producer = new_producer()
+        if not app.conf.producer_threaded:  # the threaded producer keeps its own queue
+            buffer = DrainingProducerBuffer(loop=producer.loop, beacon=producer.beacon)
+            buffer.app = app
+            producer.buffer = buffer
+        return producer
+
+    app._new_producer = producer_with_draining_buffer
+
+    new_consumer = app._new_consumer
+
+    def consumer_rereading_uncommitted():
+        consumer = new_consumer()
+        seek_to_committed = consumer.seek_to_committed
+
+        async def seek_to_committed_or_beginning():
+            committed = await seek_to_committed()
+            return await rewind_uncommitted(consumer, committed)
+
+        consumer.seek_to_committed = seek_to_committed_or_beginning
+        return consumer
+
+    app._new_consumer = consumer_rereading_uncommitted
+
+
+async def rewind_uncommitted(consumer, committed: dict) -> dict:
+    """Seek input partitions that have no committed offset to their first record."""
+    never = [tp for tp, offset in committed.items() if not offset and not consumer._is_changelog_tp(tp)]
+    if never:
+        await consumer._thread.seek_to_beginning(*never)
+    return committed
