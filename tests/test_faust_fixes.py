@@ -77,3 +77,28 @@ def test_input_partitions_never_committed_go_back_to_their_first_record():
                  TP("app-state-changelog", 0): None}
     assert asyncio.run(rewind_uncommitted(Consumer(), committed)) == committed
     assert sorted(Consumer.rewound) == [("buyer-messages", 0), ("buyer-messages", 1)]
+
+
+def test_flush_does_not_wait_for_messages_queued_after_it_began():
+    """Under load the agent keeps queueing while a commit flushes: the flush must end."""
+
+    async def scenario() -> tuple[int, int]:
+        buffer = DrainingProducerBuffer()
+        buffer.app = faust.App("durable-commits-load", broker="kafka://127.0.0.1:1")
+        delivered: list = []
+        await buffer.start()
+        try:
+            for message in slow_messages(3, delivered, seconds=0.05):
+                buffer.put(message)
+            flush = asyncio.ensure_future(buffer.flush())
+            while not flush.done():  # a queue that never empties
+                for message in slow_messages(2, delivered, seconds=0.05):
+                    buffer.put(message)
+                await asyncio.sleep(0.05)
+            return len(delivered), buffer.size
+        finally:
+            buffer.pending = asyncio.Queue()
+            await buffer.stop()
+
+    delivered, still_queued = asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+    assert delivered >= 3 and still_queued > 0

@@ -6,8 +6,8 @@
    buffer. When the broker is slow the commit goes ahead with changelog writes still queued; a
    crash then loses the state changes of events whose offsets are already committed, and they
    are never replayed (seen as wrong monthly freezes). `DrainingProducerBuffer.flush` waits
-   until the queue is empty and no message is between the queue and the client, so the
-   client's own flush that follows covers them all.
+   until every message queued before it began has been handed to the client, so the client's
+   own flush that follows covers them all.
 
 2. **Records dropped during a rebalance, never re-read.** When a running worker is given more
    partitions, aiokafka may fetch records for them before Faust marks them active; Faust's
@@ -27,24 +27,33 @@ from faust.transport.producer import ProducerBuffer
 
 
 class DrainingProducerBuffer(ProducerBuffer):
+    """Flush = every message queued before the flush began has reached the client. Not "until
+    the queue is empty": under load the agent keeps queueing and a commit would starve."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.in_flight = 0
+        self.queued = 0  # messages ever put
+        self.handed_over = 0  # messages ever handed to the client (the queue is FIFO)
+
+    def put(self, fut) -> None:
+        self.queued += 1
+        super().put(fut)
 
     async def _send_pending(self, fut) -> None:
-        self.in_flight += 1
         try:
             await super()._send_pending(fut)
         finally:
-            self.in_flight -= 1
+            self.handed_over += 1
 
     async def flush(self) -> None:
-        while (self.size or self.in_flight) and self.state == "running":
-            if self.size:
-                await self.flush_atmost(None)  # returns after 0.1 s without progress: loop
-            else:
-                await asyncio.sleep(0.005)  # the last message is on its way into the client
-        if self.size:  # stopping: Faust's own flush raises if it cannot drain
+        target = self.queued
+        while self.handed_over < target and self.state == "running":
+            self.message_sent.clear()
+            try:
+                await asyncio.wait_for(self.message_sent.wait(), timeout=0.1)
+            except asyncio.TimeoutError:
+                pass
+        if self.size and self.state != "running":  # stopping: Faust's own flush says so
             await super().flush()
 
 
