@@ -92,6 +92,48 @@ def test_monthly_freeze_once_per_seller_and_not_before_a_seller_existed(processo
     assert {r["month"] for _, r in out["monthly"]} == {"2026-04"}
 
 
+def test_a_lagging_topic_holds_the_freeze_until_its_march_events_are_read(processor):
+    """One partition, two topics consumed unevenly (a backlog draining after a restart): an
+    April event on the fast topic must not freeze March while the slow topic still holds
+    March events; the freeze waits, then counts them, exactly as replay in time order does."""
+    p = partition_for("s1", PARTS)
+    march_messages = [e for e in four_buyers("s1") if e["type"] == "buyer_message"]
+    march_products = [e for e in four_buyers("s1") if e["type"] != "buyer_message"]
+    april = E.message("2026-04-03T00:00:00Z", buyer="b9")
+    backlog = {"buyer-messages": march_messages + [april], "product-updates": list(march_products)}
+
+    def deliver(topic):
+        e = backlog[topic].pop(0)
+        lagging = lambda: [t for t, left in backlog.items() if left]  # noqa: E731
+        return processor.handle(orjson.dumps(e), b"s1", topic, p, 0, parse_ts(e["ts"]), lagging).monthly
+
+    frozen = []
+    while backlog["buyer-messages"]:  # the fast topic runs into April first
+        frozen += deliver("buyer-messages")
+    assert frozen == []  # held: product-updates still has March events
+    while backlog["product-updates"]:
+        frozen += deliver("product-updates")
+    frozen += processor.tick(p, parse_ts("2026-04-03T00:00:01Z"), lambda: []).monthly
+    reference = RatingProcessor(load(), PARTS)
+    feed(reference, sorted(march_messages + march_products, key=lambda e: e["ts"]))
+    want = tick(reference, "2026-04-02T00:00:00Z")["monthly"]
+    assert len(frozen) == 1
+    for k in want[0][1]:
+        assert frozen[0][1][k] == want[0][1][k], k
+    assert frozen[0][1]["indicators"]["top_super_products"]["value"] == 12  # the slow topic counted
+
+
+def test_without_lag_information_the_fast_topic_freezes_early(processor):
+    """What the hold prevents (and what this test suite would miss without it)."""
+    p = partition_for("s1", PARTS)
+    events = [e for e in four_buyers("s1") if e["type"] == "buyer_message"]
+    events.append(E.message("2026-04-03T00:00:00Z", buyer="b9"))
+    frozen = []
+    for e in events:
+        frozen += processor.handle(orjson.dumps(e), b"s1", "buyer-messages", p, 0, parse_ts(e["ts"])).monthly
+    assert len(frozen) == 1 and frozen[0][1]["indicators"]["top_super_products"]["value"] == 0
+
+
 def test_restore_rebuilds_state_and_does_not_repeat_a_freeze(processor):
     out = feed(processor, four_buyers("s1"))
     out["monthly"] += tick(processor, "2026-04-02T00:00:00Z")["monthly"]

@@ -20,12 +20,13 @@ import time
 from typing import Any
 
 import faust
+from faust.types import TP
 import orjson
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from streams.core.rulebook import load
-from streams.service import faust_fixes
+from streams.service import faust_fixes, tansu_offsets
 from streams.service.metrics import Metrics
 from streams.service.processor import Effects, RatingProcessor
 from streams.service.settings import Settings
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     options: dict[str, Any] = dict(
         broker=s.broker,
+        broker_credentials=s.broker_credentials(),
         store=s.store,
         datadir=s.data_dir,
         topic_partitions=s.partitions,
@@ -63,15 +65,12 @@ def create_app(settings: Settings | None = None) -> faust.App:
         # replays the message and idempotent state makes that harmless.
         stream_wait_empty=False,
     )
-    if s.embedded_broker:
-        # tansu answers ListOffsets(latest) with the last *batch's* base offset + 1 (NOTES.md):
-        # changelog high-water marks come out short and recovery stops early, so a worker
-        # taking over a partition would start from an incomplete table. One record per batch
-        # makes the answer right (at a few thousand records/s). Real Kafka needs neither.
-        options["producer_max_batch_size"] = 1
-        options["recovery_consistency_check"] = False
     app = faust.App(f"{s.topic_prefix}{s.app_id}", **options)
     faust_fixes.install(app)
+    if s.embedded_broker:
+        # tansu answers ListOffsets(latest) short after batched produces (NOTES.md); table
+        # recovery reads its end offsets from fetch high watermarks instead. Real Kafka: not needed.
+        tansu_offsets.install(app, s.broker.split("://", 1)[-1])
     app.starcast = (s, processor, metrics)  # for tests and the runner
 
     def topic(*names: str, **kw) -> faust.TopicT:
@@ -100,6 +99,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     @state_table.on_recover
     async def _rebuild() -> None:
+        next_offset.clear()  # stream positions go back to the committed offsets
         # Forecast and official tables recover in the same pass; read them as they are now.
         restored = processor.restore(state_table.items(), forecasts.items(), official.items())
         metrics.restored.set(restored)
@@ -145,13 +145,40 @@ def create_app(settings: Settings | None = None) -> faust.App:
         if message is not None and message.timestamp:
             metrics.latency.observe(max(now - message.timestamp, 0))
 
+    input_names = sorted(set(s.input_topics.values()))
+    next_offset: dict = {}  # input TP -> the offset after the last message handled here
+
+    def lagging_topics(partition: int):
+        """Input topics of `partition` with messages this worker has not handled yet (asked by
+        the processor only while a monthly freeze is due, see RatingProcessor._maybe_freeze)."""
+
+        def lagging() -> list[str]:
+            consumer = app.consumer
+            behind = []
+            for name in input_names:
+                tp = TP(s.topic(name), partition)
+                try:
+                    highwater = consumer.highwater(tp)
+                except Exception:  # noqa: BLE001 - not assigned (rebalancing) or not started: unknown
+                    highwater = None
+                done = next_offset.get(tp)
+                if done is None:
+                    done = consumer._committed_offset.get(tp) or 0
+                if highwater is None or done < highwater:
+                    behind.append(name)
+            return behind
+
+        return lagging
+
     @app.agent(inputs)
     async def rate(stream):
         async for event in stream.events():
             msg = event.message
             topic_name = msg.topic[len(s.topic_prefix):]
             published = int(msg.timestamp * 1000) if msg.timestamp else None
-            effects = processor.handle(event.value, msg.key, topic_name, msg.partition, msg.offset, published)
+            next_offset[msg.tp] = msg.offset + 1
+            effects = processor.handle(event.value, msg.key, topic_name, msg.partition, msg.offset, published,
+                                       lagging_topics(msg.partition))
             await apply(effects, msg)
 
     @app.agent(ticks)
@@ -162,7 +189,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 log.warning("starcast: ignoring a malformed tick on partition %d", event.message.partition)
                 continue
-            await apply(processor.tick(event.message.partition, now), None)
+            await apply(processor.tick(event.message.partition, now, lagging_topics(event.message.partition)), None)
 
     if s.clock == "wall":
 

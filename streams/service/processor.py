@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Iterable
+from typing import Callable, Collection, Iterable
 
 import orjson
 from aiokafka.partitioner import murmur2
@@ -69,6 +69,9 @@ class Effects:
     event_ts: int | None = None
 
 
+Lagging = Callable[[], Collection[str]] | None  # asked only when a freeze is due
+
+
 def _content(rating: dict) -> dict:
     return {k: v for k, v in rating.items() if k != "as_of"}
 
@@ -85,6 +88,8 @@ class RatingProcessor:
         self._frozen_through: dict[int, int] = {}  # partition -> month start whose freeze ran
         self._pending: dict[int, set[str]] = {}  # partition -> sellers to re-check after restore
         self._republish: dict[int, list[tuple[str, dict]]] = {}  # monthly records to send again
+        self._topic_clock: dict[tuple[int, str], int] = {}  # (partition, topic) -> largest ts consumed
+        self._next_freeze: dict[int, int] = {}  # partition -> clock at which the next freeze is due
 
     # ---- entry points ----------------------------------------------------------------------
     def engine(self, partition: int) -> Engine:
@@ -94,8 +99,9 @@ class RatingProcessor:
         return engine
 
     def handle(self, raw: bytes, key: bytes | None, topic: str, partition: int, offset: int,
-               published_at: int | None = None) -> Effects:
-        """One input message. `published_at` is its Kafka timestamp (epoch ms), if any.
+               published_at: int | None = None, lagging: Lagging = None) -> Effects:
+        """One input message. `published_at` is its Kafka timestamp (epoch ms), if any;
+        `lagging` says which input topics of the partition still have unconsumed messages.
 
         `future_ts` is judged against the partition clock or, when later, the time the message
         was published: topics of one partition are consumed at uneven speeds while a backlog
@@ -120,6 +126,8 @@ class RatingProcessor:
             effects.outcome = (event.type, "rekeyed")
             return effects
         effects.event_ts = event.ts
+        if self._topic_clock.get((partition, topic), event.ts - 1) < event.ts:
+            self._topic_clock[(partition, topic)] = event.ts
         self._catch_up(partition, effects)
         self._advance(partition, event.ts, effects)
         state = engine.state(event.seller_id)
@@ -128,17 +136,21 @@ class RatingProcessor:
         except Rejected as exc:
             effects.dead_letters.append(DeadLetter(raw, key, topic, partition, offset, exc.reason, exc.message))
             effects.outcome = (event.type, "rejected")
-            return effects
-        effects.outcome = (event.type, "applied" if applied else "ignored")
-        self._collect_writes(state, effects)
-        self._publish(partition, event.seller_id, effects)
+        else:
+            effects.outcome = (event.type, "applied" if applied else "ignored")
+            self._collect_writes(state, effects)
+            self._publish(partition, event.seller_id, effects)
+        # After applying: a freeze rates the month's last instant, so a later event applied
+        # first changes nothing, while the event that ends a hold (see _maybe_freeze) belongs in.
+        self._maybe_freeze(partition, effects, lagging)
         return effects
 
-    def tick(self, partition: int, now: int) -> Effects:
+    def tick(self, partition: int, now: int, lagging: Lagging = None) -> Effects:
         """Time passing without events (a tick message on the partition): move the clock."""
         effects = Effects()
         self._catch_up(partition, effects)
         self._advance(partition, now, effects)
+        self._maybe_freeze(partition, effects, lagging)
         return effects
 
     # ---- clock, day roll, monthly freeze ---------------------------------------------------
@@ -148,8 +160,6 @@ class RatingProcessor:
         new = ts if old is None else max(old, ts)
         if self.wall_clock is not None:
             new = max(new, self.wall_clock())
-        if old is not None and new > old:
-            self._freeze(partition, new, effects)
         engine.advance(new)
         if old is not None and new > old:
             tz = self.rulebook.time_zone
@@ -170,13 +180,33 @@ class RatingProcessor:
         rb = self.rulebook
         return month_start(clock - rb.grace_ms, rb.time_zone)
 
-    def _freeze(self, partition: int, clock: int, effects: Effects) -> None:
-        """Once the clock passes a month end plus the grace period, freeze every seller's
-        rating at that month end, once: the seller's state records the freeze and its record in
-        one write, and keeps the month's facts until then (see SellerState.keep_for_freeze)."""
-        month_end = self.latest_freezable_month(clock)
-        if self._frozen_through.get(partition) == month_end:
+    def _maybe_freeze(self, partition: int, effects: Effects, lagging: Lagging) -> None:
+        """Freeze when the clock has passed a month end plus the grace period, unless an input
+        topic of the partition with messages still unconsumed is behind that point.
+
+        A partition's topics are consumed at uneven speeds when a backlog drains (after a
+        restart, say): one event far ahead on a fast topic would otherwise freeze the month
+        before the slow topics' events of that month are read, and a crash would change the
+        official rating. A lagging topic holds the freeze until its own clock passes the point
+        (or it is caught up); a lagging topic not yet read since the last restore holds it too.
+        """
+        clock = self.engine(partition).clock
+        if clock is None or clock < self._next_freeze.get(partition, clock):
             return
+        held = clock
+        for topic in (lagging() if lagging is not None else ()):
+            held = min(held, self._topic_clock.get((partition, topic), -1))
+        month_end = self.latest_freezable_month(held)
+        if month_end > self._frozen_through.get(partition, month_end - 1):
+            self._freeze(partition, month_end, effects)
+        if held == clock:  # nothing held back: the next check is due when the next month is
+            rb = self.rulebook
+            self._next_freeze[partition] = month_start(month_end + 32 * 86_400_000, rb.time_zone) + rb.grace_ms
+
+    def _freeze(self, partition: int, month_end: int, effects: Effects) -> None:
+        """Freeze every seller's rating at `month_end`, once: the seller's state records the
+        freeze and its record in one write, and keeps the month's facts until then (see
+        SellerState.keep_for_freeze)."""
         engine = self.engine(partition)
         at = month_end - 1  # the last instant of the month
         month = _month_label(at, self.rulebook)
@@ -259,6 +289,8 @@ class RatingProcessor:
         self.engines.clear()
         self._due.clear()
         self._frozen_through.clear()
+        self._topic_clock.clear()  # positions go back to the committed offsets
+        self._next_freeze.clear()
         grouped: dict[str, list[tuple[str, str, bytes]]] = {}
         for raw_key, data in state_items:
             seller, kind, key = split_state_key(bytes(raw_key))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
+from typing import Any
 
 from streams.core.contract import TOPICS
 
@@ -21,13 +23,39 @@ class Settings:
     tick_seconds: float = 60.0  # wall mode: how often the clock is advanced
     data_dir: str = "./starcast-data"
     app_id: str = "starcast"
-    embedded_broker: bool = False  # tansu quirks (see NOTES): consistency check off
+    embedded_broker: bool = False  # tansu quirks (see NOTES): end offsets read from fetches
     standby_replicas: int = 0
     api_token: str = ""  # when set, the HTTP API requires `Authorization: Bearer <token>`
+    # Broker security: TLS when `broker_ssl` or any TLS file is set; SASL when a user is set.
+    broker_ssl: bool = False
+    broker_ssl_cafile: str = ""
+    broker_ssl_certfile: str = ""
+    broker_ssl_keyfile: str = ""
+    broker_sasl_mechanism: str = "PLAIN"  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    broker_sasl_username: str = ""
+    broker_sasl_password: str = field(default="", repr=False)
     input_topics: dict[str, str] = field(default_factory=lambda: dict(TOPICS))
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not (self.broker_ssl or self.broker_ssl_cafile or self.broker_ssl_certfile):
+            return None
+        context = ssl.create_default_context(cafile=self.broker_ssl_cafile or None)
+        if self.broker_ssl_certfile:  # client certificate (mutual TLS)
+            context.load_cert_chain(self.broker_ssl_certfile, self.broker_ssl_keyfile or None)
+        return context
+
+    def broker_credentials(self) -> Any:
+        """Faust credentials for the broker connection, or None for plaintext."""
+        import faust
+
+        context = self.ssl_context()
+        if self.broker_sasl_username:
+            return faust.SASLCredentials(username=self.broker_sasl_username, password=self.broker_sasl_password,
+                                         mechanism=self.broker_sasl_mechanism, ssl_context=context)
+        return faust.SSLCredentials(context) if context is not None else None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -48,4 +76,11 @@ class Settings:
             embedded_broker=get("STARCAST_EMBEDDED_BROKER", "") == "1",
             standby_replicas=int(get("STARCAST_STANDBY_REPLICAS", cls.standby_replicas)),
             api_token=get("STARCAST_API_TOKEN", cls.api_token),
+            broker_ssl=get("STARCAST_BROKER_SSL", "") == "1",
+            broker_ssl_cafile=get("STARCAST_BROKER_SSL_CAFILE", ""),
+            broker_ssl_certfile=get("STARCAST_BROKER_SSL_CERTFILE", ""),
+            broker_ssl_keyfile=get("STARCAST_BROKER_SSL_KEYFILE", ""),
+            broker_sasl_mechanism=get("STARCAST_BROKER_SASL_MECHANISM", cls.broker_sasl_mechanism),
+            broker_sasl_username=get("STARCAST_BROKER_SASL_USERNAME", ""),
+            broker_sasl_password=get("STARCAST_BROKER_SASL_PASSWORD", ""),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import random
+import urllib.request
 
 import orjson
 import pytest
@@ -66,5 +67,9 @@ def test_hostile_input_in_every_topic_is_dead_lettered_and_changes_nothing(broke
         assert worker.recoveries() == 1  # ... nor restarted or rejoined
         assert "Crashed" not in worker.log.read_text()
         assert worker.metrics()["starcast_dead_letters_total"] == len(hostile)
+        # Privacy: no buyer or visitor id reaches the worker's log or its metrics.
+        people = {e[k] for e in valid for k in ("buyer_id", "visitor_id") if k in e}
+        exposed = worker.log.read_text(errors="replace") + urllib.request.urlopen(worker.base + "/metrics").read().decode()
+        assert people and not [p for p in people if p in exposed]
     finally:
         worker.stop()
