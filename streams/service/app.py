@@ -64,6 +64,12 @@ def create_app(settings: Settings | None = None) -> faust.App:
         # Agents commit only after the message's effects are handed to the producer; a crash
         # replays the message and idempotent state makes that harmless.
         stream_wait_empty=False,
+        # Back-pressure: a burst waits in Kafka, not here. Fetched-but-unprocessed data is at
+        # most 128 KiB per assigned partition plus 1,024 events in the stream buffer (Faust's
+        # defaults, 4 MiB and 4,096, let memory grow by ~100 MiB during a burst).
+        consumer_max_fetch_size=128 * 1024,
+        broker_max_poll_records=1000,
+        stream_buffer_maxsize=1024,
     )
     app = faust.App(f"{s.topic_prefix}{s.app_id}", **options)
     faust_fixes.install(app)
@@ -77,8 +83,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         return app.topic(*(s.topic(n) for n in names), key_type=bytes, value_type=bytes, key_serializer="raw",
                          value_serializer="raw", partitions=s.partitions, internal=True, **kw)
 
-    inputs = topic(*sorted(set(s.input_topics.values())))  # one stream: per-partition order kept
     ticks = topic(TICKS)
+    inputs_and_ticks = topic(*sorted(set(s.input_topics.values())), TICKS)  # one stream, one agent
     forecasts_topic = topic("star-forecasts", compacting=True)
     changes_topic = topic("star-changes")
     monthly_topic = topic("star-ratings-monthly")
@@ -170,26 +176,35 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
         return lagging
 
-    @app.agent(inputs)
+    def on_tick(msg) -> Effects | None:
+        try:
+            now = int(orjson.loads(msg.value)["now"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("starcast: ignoring a malformed tick on partition %d", msg.partition)
+            return None
+        return processor.tick(msg.partition, now, lagging_topics(msg.partition))
+
+    @app.agent(inputs_and_ticks)
     async def rate(stream):
+        """One agent for input and ticks: what it publishes for a seller goes out in the order it
+        was computed (two agents could interleave their sends and leave a stale forecast last)."""
         async for event in stream.events():
             msg = event.message
             topic_name = msg.topic[len(s.topic_prefix):]
+            if topic_name == TICKS:
+                effects = on_tick(msg)
+                if effects is not None:
+                    await apply(effects, None)
+                continue
             published = int(msg.timestamp * 1000) if msg.timestamp else None
+            expected_offset = next_offset.get(msg.tp)
+            if expected_offset is not None and msg.offset != expected_offset:  # rare: worth a line
+                log.info("starcast: %s/%d jumped from offset %d to %d", msg.topic, msg.partition,
+                         expected_offset, msg.offset)
             next_offset[msg.tp] = msg.offset + 1
             effects = processor.handle(event.value, msg.key, topic_name, msg.partition, msg.offset, published,
                                        lagging_topics(msg.partition))
             await apply(effects, msg)
-
-    @app.agent(ticks)
-    async def tick(stream):
-        async for event in stream.events():
-            try:
-                now = int(orjson.loads(event.value)["now"])
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                log.warning("starcast: ignoring a malformed tick on partition %d", event.message.partition)
-                continue
-            await apply(processor.tick(event.message.partition, now, lagging_topics(event.message.partition)), None)
 
     if s.clock == "wall":
 

@@ -85,11 +85,13 @@ class RatingProcessor:
         self.published: dict[str, dict] = {}  # seller -> last published forecast
         self.official: dict[str, dict] = {}  # seller -> last monthly (frozen) rating
         self._due: dict[int, list[tuple[int, str]]] = {}  # partition -> heap of (instant, seller)
+        self._queued: dict[str, int] = {}  # seller -> its live entry's instant in the due heap
         self._frozen_through: dict[int, int] = {}  # partition -> month start whose freeze ran
         self._pending: dict[int, set[str]] = {}  # partition -> sellers to re-check after restore
         self._republish: dict[int, list[tuple[str, dict]]] = {}  # monthly records to send again
         self._topic_clock: dict[tuple[int, str], int] = {}  # (partition, topic) -> largest ts consumed
         self._next_freeze: dict[int, int] = {}  # partition -> clock at which the next freeze is due
+        self._earliest: dict[int, int] = {}  # partition -> earliest event ts applied (or restored)
 
     # ---- entry points ----------------------------------------------------------------------
     def engine(self, partition: int) -> Engine:
@@ -128,6 +130,8 @@ class RatingProcessor:
         effects.event_ts = event.ts
         if self._topic_clock.get((partition, topic), event.ts - 1) < event.ts:
             self._topic_clock[(partition, topic)] = event.ts
+        if self._earliest.get(partition, event.ts + 1) > event.ts:
+            self._earliest[partition] = event.ts
         self._catch_up(partition, effects)
         self._advance(partition, event.ts, effects)
         state = engine.state(event.seller_id)
@@ -171,7 +175,10 @@ class RatingProcessor:
         heap = self._due.get(partition, [])
         due = set()
         while heap and heap[0][0] <= clock:
-            due.add(heapq.heappop(heap)[1])
+            when, seller = heapq.heappop(heap)
+            if self._queued.get(seller) == when:  # else a stale entry: an earlier one replaced it
+                del self._queued[seller]
+                due.add(seller)
         for seller in sorted(due):
             self._publish(partition, seller, effects)
 
@@ -189,19 +196,27 @@ class RatingProcessor:
         before the slow topics' events of that month are read, and a crash would change the
         official rating. A lagging topic holds the freeze until its own clock passes the point
         (or it is caught up); a lagging topic not yet read since the last restore holds it too.
+        `lagging` is asked only while a freeze is due, so the check costs nothing otherwise.
         """
         clock = self.engine(partition).clock
         if clock is None or clock < self._next_freeze.get(partition, clock):
             return
-        held = clock
-        for topic in (lagging() if lagging is not None else ()):
-            held = min(held, self._topic_clock.get((partition, topic), -1))
-        month_end = self.latest_freezable_month(held)
-        if month_end > self._frozen_through.get(partition, month_end - 1):
-            self._freeze(partition, month_end, effects)
-        if held == clock:  # nothing held back: the next check is due when the next month is
-            rb = self.rulebook
-            self._next_freeze[partition] = month_start(month_end + 32 * 86_400_000, rb.time_zone) + rb.grace_ms
+        due = self.latest_freezable_month(clock)
+        done = self._frozen_through.get(partition, due - 1)
+        if done < due:
+            if self._earliest.get(partition, due) >= due:  # nothing happened before that month end
+                self._frozen_through[partition] = due
+            else:
+                held = clock
+                for topic in (lagging() if lagging is not None else ()):
+                    held = min(held, self._topic_clock.get((partition, topic), -1))
+                month_end = self.latest_freezable_month(held)
+                if month_end > done:
+                    self._freeze(partition, month_end, effects)
+                if month_end < due:
+                    return  # held back: ask again on the partition's next message or tick
+        rb = self.rulebook
+        self._next_freeze[partition] = month_start(due + 32 * 86_400_000, rb.time_zone) + rb.grace_ms
 
     def _freeze(self, partition: int, month_end: int, effects: Effects) -> None:
         """Freeze every seller's rating at `month_end`, once: the seller's state records the
@@ -253,7 +268,12 @@ class RatingProcessor:
         state = engine.states[seller]
         heap = state.aggregator.heap if state.aggregator is not None else None
         if heap:
-            heapq.heappush(self._due.setdefault(partition, []), (heap[0][0], seller))
+            # One live entry per seller: pushing on every event grew the heap by one entry per
+            # event until the next midnight (unbounded under re-delivery bursts).
+            when, queued = heap[0][0], self._queued.get(seller)
+            if queued is None or when < queued:
+                self._queued[seller] = when
+                heapq.heappush(self._due.setdefault(partition, []), (when, seller))
 
     def _change(self, seller: str, old: dict, new: dict) -> dict:
         moved = [name for name, ind in new["indicators"].items()
@@ -288,9 +308,11 @@ class RatingProcessor:
         """Rebuild memory from the tables after a (re)assignment; returns sellers restored."""
         self.engines.clear()
         self._due.clear()
+        self._queued.clear()
         self._frozen_through.clear()
         self._topic_clock.clear()  # positions go back to the committed offsets
         self._next_freeze.clear()
+        self._earliest.clear()
         grouped: dict[str, list[tuple[str, str, bytes]]] = {}
         for raw_key, data in state_items:
             seller, kind, key = split_state_key(bytes(raw_key))
@@ -303,6 +325,8 @@ class RatingProcessor:
             if state.clock is not None and (engine.clock is None or state.clock > engine.clock):
                 engine.clock = state.clock
             self._pending.setdefault(partition, set()).add(seller)
+            if state.first_seen is not None and state.first_seen < self._earliest.get(partition, state.first_seen + 1):
+                self._earliest[partition] = state.first_seen
         self.published = {bytes(k).decode(): orjson.loads(v) for k, v in forecasts}
         self.official = {bytes(k).decode(): orjson.loads(v) for k, v in official}
         for partition, engine in self.engines.items():  # the state's record outranks the table

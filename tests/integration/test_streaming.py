@@ -2,10 +2,8 @@
 
 A scripted month goes in through the input topics; what comes out of star-forecasts,
 star-changes, star-ratings-monthly and the dead-letter topic is checked against
-`starcast replay` over the same events.
-
-The kill -9 and restart form lives in `starcast soak` (one or two workers): after a restart the
-worker sometimes stops consuming (see README "Reliability status"), so it cannot gate CI yet.
+`starcast replay` over the same events, including after a worker is killed (-9) mid-month and
+again after the freeze. tests/integration/test_crash.py kills two workers at random points.
 """
 
 from __future__ import annotations
@@ -189,5 +187,46 @@ def test_stream_equals_replay_with_expiry_drops_dead_letters_and_one_freeze(brok
         m = worker.metrics()
         assert m["starcast_dead_letters_total"] == 3
         assert m["starcast_freeze_sellers_total"] == len(expected)
+    finally:
+        worker.stop()
+
+
+def test_kill_and_restart_restores_state_and_never_repeats_a_freeze(broker, tmp_path):
+    prefix = f"it{next(_prefixes)}-"
+    events = scripted_month()
+    march, april = [e for e in events if e["ts"] < "2026-03-20"], [e for e in events if e["ts"] >= "2026-03-20"]
+    worker = Worker(broker, prefix, tmp_path, store="rocksdb://").start()
+    try:
+        produce_events(broker, prefix, march)
+        worker.wait_processed(len(march))
+        worker.kill()  # kill -9 mid-month
+        worker.start()
+        produce_events(broker, prefix, april)
+        tick_all(broker, prefix, "2026-04-03T00:00:00Z")  # freezes March
+        month = expected_ratings(events, "2026-03-31T23:59:59.999Z")
+        deadline = time.monotonic() + 90
+        while len(read_topic(broker, prefix + "star-ratings-monthly", idle=1.0)) < len(month):
+            assert time.monotonic() < deadline, "the freeze did not complete"
+            time.sleep(1)
+        worker.kill()  # and again, after the freeze
+        worker.start()
+        later = [E.visit("2026-04-04T00:00:00Z", "late-visitor", seller="fading")]
+        produce_events(broker, prefix, later)
+        final = "2026-04-06T00:00:00Z"
+        tick_all(broker, prefix, final)
+        expected = expected_ratings(events + later, final)
+        deadline = time.monotonic() + 90
+        while True:
+            forecasts = latest_by_key(read_topic(broker, prefix + "star-forecasts", idle=1.0))
+            same = {s: without_as_of(r) for s, r in forecasts.items()} == {s: without_as_of(r) for s, r in expected.items()}
+            if same or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        for seller, rating in expected.items():
+            assert without_as_of(forecasts[seller]) == without_as_of(rating), seller
+        frozen = read_topic(broker, prefix + "star-ratings-monthly")
+        assert sorted(m.key.decode() for m in frozen) == sorted(month)  # once each, across two kills
+        for m in frozen:
+            assert without_as_of(orjson.loads(m.value)) == without_as_of(month[m.key.decode()])
     finally:
         worker.stop()
