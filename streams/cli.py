@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kills", type=int, default=5, help="kill points per round (plus one mid-freeze)")
     p.add_argument("--rate", type=float, default=1_500, help="events per second to produce")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--rebalance", action="store_true",
+                   help="instead of kills: scale 1 -> 2 -> 1 workers, with 0 and then 1 standby replica")
+    p.add_argument("--overload", action="store_true",
+                   help="instead of kills: one burst of --events as fast as possible; print drain time and RSS")
 
     p = sub.add_parser("bench", help="in-process throughput of validate -> state -> rate")
     p.add_argument("--events", type=int, default=300_000)
@@ -89,8 +93,14 @@ def main(argv: list[str] | None = None) -> int:
             out.write(orjson.dumps(e) + b"\n")
         return 0
     if args.command == "soak":
-        from streams.service.soak import run_soak
+        from streams.service.soak import run_rebalances, run_soak
 
+        if args.overload:
+            from streams.service.soak import print_overload
+
+            return print_overload(args.events, args.sellers, args.seed)
+        if args.rebalance:
+            return run_rebalances(args.rounds, args.events, args.sellers, args.rate, args.seed)
         return run_soak(args.rounds, args.events, args.sellers, args.kills, args.rate, args.seed)
     if args.command == "bench":
         from streams.bench import run_core_bench

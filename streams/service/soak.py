@@ -127,6 +127,12 @@ def event_messages(prefix: str, events: list[dict]) -> list:
     return [(prefix + TOPICS[e["type"]], e["seller_id"].encode(), orjson.dumps(e), None) for e in events]
 
 
+def final_instant(events: list[dict]) -> str:
+    """FINAL_TICK, or the latest event if later: every partition's clock must end at the
+    instant replay rates at (a simulated month can spill a few days into the next)."""
+    return max(FINAL_TICK, max(e["ts"] for e in events), key=parse_ts)
+
+
 def tick_messages(prefix: str, when: str, partitions: int) -> list:
     value = orjson.dumps({"now": parse_ts(when)})
     return [(prefix + "starcast-ticks", None, value, p) for p in range(partitions)]
@@ -221,6 +227,7 @@ class RoundResult:
 
 def run_round(seed: int, n_events: int = 50_000, n_sellers: int = 1_000, kills: int = 5, rate: float = 2_000,
               workdir: Path | None = None, log=print, n_workers: int = 2) -> RoundResult:
+    """Kill -9 random workers at random points of a streamed month; compare with replay."""
     rnd = random.Random(seed)
     workdir = Path(workdir or tempfile.mkdtemp(prefix=f"starcast-soak-{seed}-"))
     result = RoundResult(seed, n_events)
@@ -245,71 +252,198 @@ def run_round(seed: int, n_events: int = 50_000, n_sellers: int = 1_000, kills: 
                 time.sleep(rnd.uniform(0.2, 0.8) * len(chunk) / rate)  # mid-chunk: mid-batch
                 _chaos(rnd, workers, result, log)
             sender.join()
-        group = f"{prefix}starcast"
-        try:
-            wait_consumed(broker.bootstrap, group, produced_counts(messages, workers[0].partitions),
-                          60 + n_events / 200)
-        except RuntimeError as exc:  # reported; the comparison below says whether data was lost
-            result.stalls += 1
-            log(f"round {seed}: {exc}")
-        send(broker.bootstrap, tick_messages(prefix, MONTH_END_TICK, workers[0].partitions))
-        time.sleep(rnd.uniform(0.0, 0.5))
-        if kills:
-            _chaos(rnd, workers, result, log)  # mid-freeze
-        for w in workers:
-            if w.process.poll() is not None:
-                w.start()
-        for w in workers:
-            w.wait_ready()
-        ticks = tick_messages(prefix, MONTH_END_TICK, workers[0].partitions) + \
-            tick_messages(prefix, FINAL_TICK, workers[0].partitions)
-        send(broker.bootstrap, ticks[workers[0].partitions:])
-        try:
-            wait_consumed(broker.bootstrap, group, produced_counts(ticks, workers[0].partitions), 60)
-        except RuntimeError as exc:
-            result.stalls += 1
-            log(f"round {seed}: {exc}")
-        want = expected(events, FINAL_TICK)
-        want_month = expected(events, "2026-03-31T23:59:59.999Z")
-        deadline = time.monotonic() + 120 + n_events / 500
-        while True:
-            forecasts = {m.key.decode(): comparable(orjson.loads(m.value))
-                         for m in sorted(read_topic(broker.bootstrap, prefix + "star-forecasts"),
-                                         key=lambda m: (m.partition, m.offset))}
-            bad = [s for s in want if forecasts.get(s) != want[s]]
-            if not bad or time.monotonic() > deadline:
-                break
-            time.sleep(2)
-        result.forecast_mismatches = len(bad) + len(set(forecasts) - set(want))
-        monthly: dict[str, list[dict]] = {}
-        for m in read_topic(broker.bootstrap, prefix + "star-ratings-monthly"):
-            monthly.setdefault(m.key.decode(), []).append(comparable(orjson.loads(m.value)))
-        result.freeze_mismatches = sum(
-            1 for s in set(want_month) | set(monthly)
-            if len(monthly.get(s, [])) != 1 or monthly[s][0] != want_month.get(s))
-        result.rebalances = sum(w.rebalances() for w in workers)
-        if result.mismatches:
-            log(f"round {seed}: forecast mismatches {bad[:5]}, logs in {workdir}")
-            from streams.service.processor import partition_for
 
-            with open(workdir / "mismatches.txt", "w") as out:
-                for s in bad:
-                    got = forecasts.get(s)
-                    diff = {k: (got.get(k) if got else None, want[s][k]) for k in want[s] if not got or got.get(k) != want[s][k]}
-                    out.write(f"{s} partition {partition_for(s, workers[0].partitions)}: {diff}\n")
-                for s in sorted(set(want_month) | set(monthly)):
-                    got = monthly.get(s, [])
-                    if len(got) != 1 or got[0] != want_month.get(s):
-                        first, wanted = (got[0] if got else {}), want_month.get(s, {})
-                        diff = {k: (first.get(k), wanted.get(k)) for k in set(first) | set(wanted)
-                                if first.get(k) != wanted.get(k)}
-                        out.write(f"monthly {s}: {len(got)} records; (got, want) {diff}\n")
+        def mid_freeze() -> None:
+            time.sleep(rnd.uniform(0.0, 0.5))
+            if kills:
+                _chaos(rnd, workers, result, log)
+
+        _finish_and_compare(broker, prefix, events, messages, workers, result, workdir, log, mid_freeze)
     finally:
         for w in workers:
             w.stop()
         broker.stop()
     result.seconds = time.monotonic() - started
     return result
+
+
+def run_rebalance(seed: int, n_events: int = 20_000, n_sellers: int = 500, rate: float = 1_500,
+                  standby: int = 0, workdir: Path | None = None, log=print) -> RoundResult:
+    """Scale 1 → 2 → 1 workers while traffic flows (graceful joins and leaves, no kills).
+
+    `recovery_seconds` holds the time for the remaining worker to take over the leaver's
+    partitions (restore their tables and serve): standby replicas should shorten it.
+    """
+    workdir = Path(workdir or tempfile.mkdtemp(prefix=f"starcast-rebalance-{seed}-"))
+    result = RoundResult(seed, n_events)
+    started = time.monotonic()
+    broker = EmbeddedBroker().start()
+    prefix = f"scale{seed}-"
+    env = {"STARCAST_STANDBY_REPLICAS": str(standby)}
+    first, second = (WorkerProcess(broker.url, prefix, workdir, f"w{i}", extra_env=env) for i in range(2))
+    workers = [first, second]
+    try:
+        first.start().wait_ready()
+        events = list(simulate(n_events, n_sellers, seed=seed))
+        messages = event_messages(prefix, events)
+        sender = threading.Thread(target=send, args=(broker.bootstrap, messages, rate))
+        sender.start()
+        time.sleep(len(messages) / rate / 4)
+        second.start().wait_ready(recoveries_before=0)  # 1 → 2
+        log(f"  {second.name} joined")
+        time.sleep(len(messages) / rate / 4)
+        before = second.recoveries()
+        leave = time.monotonic()
+        first.stop()  # 2 → 1: the leaver's partitions move to the stayer
+        second.wait_ready(recoveries_before=before)
+        result.recovery_seconds.append(time.monotonic() - leave)
+        log(f"  {first.name} left; {second.name} took over in {result.recovery_seconds[-1]:.1f}s")
+        sender.join()
+        _finish_and_compare(broker, prefix, events, messages, [second], result, workdir, log)
+        result.rebalances = sum(w.rebalances() for w in workers)
+    finally:
+        for w in workers:
+            w.stop()
+        broker.stop()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+@dataclass
+class OverloadResult:
+    events: int
+    offered_per_second: float  # how fast the burst went in
+    drained_seconds: float  # from the first message to the group having committed them all
+    rss_start_bytes: int
+    rss_peak_bytes: int
+    rss_end_bytes: int
+
+    @property
+    def handled_per_second(self) -> float:
+        return self.events / self.drained_seconds
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def run_overload(n_events: int = 50_000, n_sellers: int = 1_000, seed: int = 11, repeats: int = 3,
+                 workdir: Path | None = None) -> OverloadResult:
+    """Burst-test one worker and watch its memory. First the month's events go in and drain
+    (the state is built); then the same events go in `repeats` more times as one burst, as fast
+    as the client can. Re-deliveries leave the state as it is, so memory that grows during the
+    second burst is memory holding the backlog: Faust should pause fetching when its buffers
+    fill and leave the backlog in Kafka. The result describes the second burst."""
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="starcast-overload-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    broker = EmbeddedBroker().start()
+    prefix = "burst-"
+    group = f"{prefix}starcast"
+    worker = WorkerProcess(broker.url, prefix, workdir, "w0")
+    try:
+        worker.start().wait_ready()
+        messages = event_messages(prefix, list(simulate(n_events, n_sellers, seed=seed)))
+        send(broker.bootstrap, messages)
+        wait_consumed(broker.bootstrap, group, produced_counts(messages, worker.partitions), 60 + n_events / 100)
+        burst = messages * repeats
+        rss_start = rss_peak = rss_bytes(worker.process.pid)
+        sampling = threading.Event()
+
+        def sample() -> None:
+            nonlocal rss_peak
+            while not sampling.is_set():
+                rss_peak = max(rss_peak, rss_bytes(worker.process.pid))
+                time.sleep(0.1)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        started = time.monotonic()
+        send(broker.bootstrap, burst)
+        offered = len(burst) / (time.monotonic() - started)
+        try:
+            wait_consumed(broker.bootstrap, group, produced_counts(messages * (repeats + 1), worker.partitions),
+                          60 + len(burst) / 100)
+        finally:
+            drained = time.monotonic() - started
+            sampling.set()
+            sampler.join()
+        return OverloadResult(len(burst), offered, drained, rss_start, rss_peak, rss_bytes(worker.process.pid))
+    finally:
+        worker.stop()
+        broker.stop()
+
+
+def _finish_and_compare(broker, prefix: str, events: list[dict], messages: list, workers: list[WorkerProcess],
+                        result: RoundResult, workdir: Path, log, mid_freeze=None) -> None:
+    """Wait for the input to be consumed, freeze March (with `mid_freeze` run right after the
+    month-end tick), tick to the end, then count forecasts and freezes that differ from replay."""
+    partitions = workers[0].partitions
+    group = f"{prefix}starcast"
+    try:
+        wait_consumed(broker.bootstrap, group, produced_counts(messages, partitions), 60 + len(messages) / 200)
+    except RuntimeError as exc:  # reported; the comparison below says whether data was lost
+        result.stalls += 1
+        log(f"round {result.seed}: {exc}")
+    send(broker.bootstrap, tick_messages(prefix, MONTH_END_TICK, partitions))
+    if mid_freeze is not None:
+        mid_freeze()
+    for w in workers:
+        if w.process.poll() is not None:
+            w.start()
+    for w in workers:
+        w.wait_ready()
+    final = final_instant(events)
+    send(broker.bootstrap, tick_messages(prefix, final, partitions))
+    ticks = tick_messages(prefix, MONTH_END_TICK, partitions) + tick_messages(prefix, final, partitions)
+    try:
+        wait_consumed(broker.bootstrap, group, produced_counts(ticks, partitions), 60)
+    except RuntimeError as exc:
+        result.stalls += 1
+        log(f"round {result.seed}: {exc}")
+    want = expected(events, final)
+    want_month = expected(events, "2026-03-31T23:59:59.999Z")
+    deadline = time.monotonic() + 120 + len(events) / 500
+    while True:
+        forecasts = {m.key.decode(): comparable(orjson.loads(m.value))
+                     for m in sorted(read_topic(broker.bootstrap, prefix + "star-forecasts"),
+                                     key=lambda m: (m.partition, m.offset))}
+        bad = [s for s in want if forecasts.get(s) != want[s]]
+        if not bad or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    result.forecast_mismatches = len(bad) + len(set(forecasts) - set(want))
+    monthly: dict[str, list[dict]] = {}
+    for m in read_topic(broker.bootstrap, prefix + "star-ratings-monthly"):
+        monthly.setdefault(m.key.decode(), []).append(comparable(orjson.loads(m.value)))
+    wrong_months = [s for s in sorted(set(want_month) | set(monthly))
+                    if len(monthly.get(s, [])) != 1 or monthly[s][0] != want_month.get(s)]
+    result.freeze_mismatches = len(wrong_months)
+    result.rebalances = sum(w.rebalances() for w in workers)
+    if result.mismatches:
+        log(f"round {result.seed}: {len(bad)} forecasts and {len(wrong_months)} freezes differ; logs in {workdir}")
+        with open(workdir / "mismatches.txt", "w") as out:
+            for s in bad:
+                out.write(f"forecast {s}: (got, want) {_diff(forecasts.get(s) or {}, want[s])}\n")
+            if bad:  # what the changelog holds for the first few, to find the missing facts
+                wanted = set(bad[:3])
+                for m in read_topic(broker.bootstrap, f"{prefix}starcast-state-changelog"):
+                    if m.key.split(b"\x1f", 1)[0].decode() in wanted:
+                        out.write(f"changelog {m.partition}/{m.offset} {m.key!r}: {m.value!r}\n")
+                for e in events:
+                    if e["seller_id"] in wanted:
+                        out.write(f"event {orjson.dumps(e).decode()}\n")
+            for s in wrong_months:
+                got = monthly.get(s, [])
+                out.write(f"monthly {s}: {len(got)} records; (got, want) "
+                          f"{_diff(got[0] if got else {}, want_month.get(s, {}))}\n")
+
+
+def _diff(got: dict, want: dict) -> dict:
+    return {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
 
 
 def _chaos(rnd: random.Random, workers: list[WorkerProcess], result: RoundResult, log) -> None:
@@ -346,3 +480,34 @@ def run_soak(rounds: int, n_events: int, n_sellers: int, kills: int, rate: float
     print(f"total: {total_kills} kills, {sum(r.rebalances for r in results)} rebalances, "
           f"{sum(r.events for r in results):,} events, {total_bad} mismatches")
     return 1 if total_bad else 0
+
+
+def run_rebalances(rounds: int, n_events: int, n_sellers: int, rate: float, seed: int) -> int:
+    """1 → 2 → 1 scaling rounds, each without and with a standby replica, side by side."""
+    results = []
+    for r in range(rounds):
+        for standby in (0, 1):
+            print(f"round {r + 1}/{rounds} (seed {seed + r}, standby replicas {standby}): {n_events:,} events, "
+                  f"{n_sellers:,} sellers", flush=True)
+            results.append((standby, run_rebalance(seed + r, n_events, n_sellers, rate, standby)))
+    print(f"\n{'seed':>6} {'standby':>7} {'events':>8} {'rebalances':>10} {'stalls':>6} {'mismatches':>10} "
+          f"{'takeover s':>10} {'round s':>8}")
+    for standby, r in results:
+        print(f"{r.seed:>6} {standby:>7} {r.events:>8,} {r.rebalances:>10} {r.stalls:>6} {r.mismatches:>10} "
+              f"{r.recovery_seconds[0]:>10.1f} {r.seconds:>8.0f}")
+    for standby in (0, 1):
+        takeovers = sorted(r.recovery_seconds[0] for s, r in results if s == standby)
+        print(f"standby {standby}: takeover median {takeovers[len(takeovers) // 2]:.1f} s")
+    bad = sum(r.mismatches for _, r in results)
+    print(f"total: {sum(r.events for _, r in results):,} events, {bad} mismatches")
+    return 1 if bad else 0
+
+
+def print_overload(n_events: int, n_sellers: int, seed: int) -> int:
+    r = run_overload(n_events, n_sellers, seed)
+    mib = 1 << 20
+    print(f"burst of re-deliveries after the month was rated: {r.events:,} events offered at {r.offered_per_second:,.0f}/s; drained in "
+          f"{r.drained_seconds:.1f} s ({r.handled_per_second:,.0f}/s)")
+    print(f"worker RSS: {r.rss_start_bytes / mib:.0f} MiB before the burst, {r.rss_peak_bytes / mib:.0f} MiB peak, "
+          f"{r.rss_end_bytes / mib:.0f} MiB after")
+    return 0

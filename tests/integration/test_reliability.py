@@ -16,7 +16,7 @@ import pytest
 
 from streams.core.contract import TOPICS
 from streams.service.broker import EmbeddedBroker
-from streams.service.soak import (FINAL_TICK, WorkerProcess, expected, produced_counts, read_topic, send,
+from streams.service.soak import (WorkerProcess, expected, final_instant, produced_counts, read_topic, send,
                                   tick_messages, wait_consumed)
 from streams.simulate import events as simulate
 from tests.hostile import hostile_stream
@@ -43,8 +43,8 @@ def test_hostile_input_in_every_topic_is_dead_lettered_and_changes_nothing(broke
             messages.insert(rnd.randrange(len(messages) + 1), (prefix + rnd.choice(topics), seller.encode(), raw, None))
         send(broker.bootstrap, messages)
         wait_consumed(broker.bootstrap, f"{prefix}starcast", produced_counts(messages, worker.partitions), 180)
-        send(broker.bootstrap, tick_messages(prefix, FINAL_TICK, worker.partitions))
-        want = expected(valid, FINAL_TICK)
+        send(broker.bootstrap, tick_messages(prefix, final_instant(valid), worker.partitions))
+        want = expected(valid, final_instant(valid))
 
         dead = read_topic(broker.bootstrap, prefix + "starcast-dead-letters")
         got = collections.Counter(dict(m.headers)["starcast-reason"].decode() for m in dead)

@@ -1,0 +1,13 @@
+"""Scaling 1 → 2 → 1 workers while traffic flows changes no rating (one short round of
+`starcast soak --rebalance`, with a standby replica so the takeover path is exercised too)."""
+
+from __future__ import annotations
+
+from streams.service.soak import run_rebalance
+
+
+def test_scaling_out_and_back_in_under_traffic_changes_nothing(tmp_path):
+    result = run_rebalance(seed=5, n_events=4_000, n_sellers=120, rate=800, standby=1, workdir=tmp_path)
+    assert result.rebalances >= 3  # joined, second joined, first left
+    assert result.stalls == 0, f"consumption stalled; worker logs in {tmp_path}"
+    assert (result.forecast_mismatches, result.freeze_mismatches) == (0, 0), f"see {tmp_path}/mismatches.txt"
