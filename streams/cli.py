@@ -50,10 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overload", action="store_true",
                    help="instead of kills: one burst of --events as fast as possible; print drain time and RSS")
 
-    p = sub.add_parser("bench", help="in-process throughput of validate -> state -> rate")
-    p.add_argument("--events", type=int, default=300_000)
+    p = sub.add_parser("bench", help="the worker beside Faust's floor and a naive rater, on the embedded broker")
+    p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--sellers", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--offered", type=float, default=5_000, help="events/s offered for the latency figure")
+    p.add_argument("--core", action="store_true", help="only the in-process rating core, no broker or Faust")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
 
     args = parser.parse_args(argv)
@@ -103,9 +105,13 @@ def main(argv: list[str] | None = None) -> int:
             return run_rebalances(args.rounds, args.events, args.sellers, args.rate, args.seed)
         return run_soak(args.rounds, args.events, args.sellers, args.kills, args.rate, args.seed)
     if args.command == "bench":
-        from streams.bench import run_core_bench
+        if args.core:
+            from streams.bench import run_core_bench
 
-        return run_core_bench(args.events, args.sellers, args.seed, args.json)
+            return run_core_bench(args.events, args.sellers, args.seed, args.json)
+        from streams.service.bench_service import run_service_bench
+
+        return run_service_bench(args.events, args.sellers, args.seed, args.offered, args.json)
     return 2
 
 

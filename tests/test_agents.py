@@ -5,6 +5,7 @@ doubles — what runs for real is the agent body, the processor and the table wr
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import faust.topics
 import orjson
@@ -24,7 +25,12 @@ def sent(monkeypatch):
     async def send(self, *args, key=None, value=None, **kwargs):
         records.append((self.get_topic_name(), key, value, kwargs.get("headers")))
 
+    def send_soon(self, *args, key=None, value=None, **kwargs):  # table changelogs go this way
+        records.append((self.get_topic_name(), key, value, kwargs.get("headers")))
+        return SimpleNamespace(message=SimpleNamespace(partition=kwargs.get("partition") or 0))
+
     monkeypatch.setattr(faust.topics.Topic, "send", send)
+    monkeypatch.setattr(faust.topics.Topic, "send_soon", send_soon)
     return records
 
 
@@ -56,7 +62,7 @@ def test_agent_rates_writes_tables_and_counts_dead_letters(app, sent):
     assert metrics.dead_letters.labels(reason="invalid_json")._value.get() == 1
     assert metrics.events.labels(type="buyer_message", outcome="applied")._value.get() == 4
     topics = [topic for topic, *_ in sent]
-    assert topics.count("star-forecasts") == 4  # each message moved active_buyers
+    assert topics.count("star-forecasts") == 4  # each message moved active_buyers (the table's changelog)
     assert topics.count("star-changes") == 0  # without products the seller stays at 0 stars
     dead = [(value, headers) for topic, key, value, headers in sent if topic == "starcast-dead-letters"]
     assert dead == [(b"not json", dead[0][1])] and dead[0][1]["starcast-reason"] == b"invalid_json"

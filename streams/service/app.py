@@ -91,16 +91,18 @@ def create_app(settings: Settings | None = None) -> faust.App:
     dead_topic = topic("starcast-dead-letters")
     input_by_name = {name: topic(name) for name in set(s.input_topics.values())}
 
-    def table(name: str) -> faust.Table:
+    def table(name: str, **kw) -> faust.Table:
         schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
         # key_type/value_type bytes make the store use the raw codec too (tables/base.py).
-        return app.Table(name, schema=schema, key_type=bytes, value_type=bytes, partitions=s.partitions,
+        return app.Table(name, schema=schema, key_type=bytes, value_type=bytes, partitions=s.partitions, **kw,
                          options={"max_open_files": 64, "write_buffer_size": 4 << 20,
                                   "max_write_buffer_number": 2, "target_file_size_base": 8 << 20,
                                   "block_cache_size": 8 << 20})
 
     state_table = table("state")
-    forecasts = table("forecasts")
+    # star-forecasts *is* the forecasts table's changelog: one write publishes the forecast
+    # and makes it durable for the API, instead of a table write plus a send.
+    forecasts = table("forecasts", changelog_topic=forecasts_topic)
     official = table("official")
 
     @state_table.on_recover
@@ -119,9 +121,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             else:
                 state_table[key] = value
         for seller, rating in effects.forecasts:
-            data = orjson.dumps(rating)
-            forecasts[seller.encode()] = data
-            await forecasts_topic.send(key=seller.encode(), value=data)
+            forecasts[seller.encode()] = orjson.dumps(rating)  # published through the changelog
         for seller, change in effects.changes:
             await changes_topic.send(key=seller.encode(), value=orjson.dumps(change))
             metrics.star_changes.labels(direction=change["direction"]).inc()

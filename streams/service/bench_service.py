@@ -1,0 +1,177 @@
+"""`starcast bench --service`: the worker against Faust's own ceiling, on the embedded broker.
+
+One run, one pre-produced input (a simulated month, Zipf-skewed sellers), each contender in its
+own process and consumer group reading all of it:
+  (a) floor — a Faust agent that only decodes;
+  (b) naive — per event: table read, update, table write, send;
+  (c) the starcast worker.
+Events/s is measured from the first to the last event each one handled (start-up and group join
+excluded). Then: time for a fresh worker (empty data directory) to restore the tables from the
+changelogs; and produce→forecast latency percentiles of that worker under a fixed offered load,
+from its `starcast_processing_latency_seconds` histogram (Kafka timestamp of the input to the
+moment its effects were sent). Peak RSS is sampled from /proc every 0.2 s. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+from streams.service.broker import EmbeddedBroker
+from streams.service.soak import WorkerProcess, event_messages, rss_bytes, send
+from streams.simulate import events as simulate
+
+PREFIX = "bench-"
+PARTITIONS = 4
+
+
+class PeakRss:
+    """Samples a process's RSS in the background while in use."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, rss_bytes(self.pid))
+            except OSError:
+                return
+            time.sleep(0.2)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_baseline(kind: str, broker: EmbeddedBroker, n: int, timeout: float) -> dict:
+    process = subprocess.Popen([sys.executable, "-m", "streams.service.baselines", kind, broker.url, PREFIX,
+                                str(n), str(PARTITIONS)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    result: dict = {}
+
+    def read() -> None:
+        for line in process.stdout:
+            if line.startswith(b"{"):
+                result.update(orjson.loads(line))
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    with PeakRss(process.pid) as rss:
+        reader.start()
+        reader.join(timeout)
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    if not result:
+        raise RuntimeError(f"baseline {kind} did not finish {n:,} events in {timeout:.0f} s")
+    return {"events_per_s": round(n / (result["last"] - result["first"])), "peak_rss_mib": rss.peak >> 20}
+
+
+def _events_handled(worker: WorkerProcess) -> float:
+    try:
+        return worker.metrics().get("starcast_events_total", 0.0)
+    except OSError:
+        return 0.0
+
+
+def latency_buckets(worker: WorkerProcess) -> list[tuple[float, float]]:
+    text = urllib.request.urlopen(worker.base + "/metrics", timeout=5).read().decode()
+    out = []
+    for line in text.splitlines():
+        if line.startswith("starcast_processing_latency_seconds_bucket"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    return sorted(out)
+
+
+def quantile(before: list, after: list, q: float) -> float:
+    """Upper bucket bound holding quantile q of the observations made between two scrapes."""
+    counts = [(le, a - b) for (le, a), (_, b) in zip(after, before)]
+    total = counts[-1][1]
+    for le, c in counts:
+        if c >= q * total:
+            return le
+    return float("inf")
+
+
+def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, as_json: bool) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="starcast-bench-"))
+    broker = EmbeddedBroker().start()
+    report: dict = {"events": n_events, "sellers": n_sellers, "partitions": PARTITIONS, "seed": seed}
+    try:
+        send(broker.bootstrap, event_messages(PREFIX, list(simulate(n_events, n_sellers, seed=seed))))
+        timeout = 120 + n_events / 500
+        report["floor"] = run_baseline("floor", broker, n_events, timeout)
+        report["naive"] = run_baseline("naive", broker, n_events, timeout)
+
+        worker = WorkerProcess(broker.url, PREFIX, workdir, "starcast", partitions=PARTITIONS)
+        worker.start()
+        with PeakRss(worker.process.pid) as rss:
+            worker.wait_ready()
+            first = last = None
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                handled = _events_handled(worker)
+                now = time.monotonic()
+                if handled and first is None:
+                    first = (now, handled)
+                if handled >= n_events:
+                    last = (now, handled)
+                    break
+                time.sleep(0.1)
+        if first is None or last is None:
+            raise RuntimeError(f"the starcast worker did not finish in {timeout:.0f} s; see {worker.log}")
+        report["starcast"] = {"events_per_s": round((last[1] - first[1]) / (last[0] - first[0])),
+                              "peak_rss_mib": rss.peak >> 20}
+        worker.stop()
+        report["ratio_starcast_to_floor"] = round(report["starcast"]["events_per_s"] / report["floor"]["events_per_s"], 3)
+
+        fresh = WorkerProcess(broker.url, PREFIX, workdir, "restored", partitions=PARTITIONS)
+        started = time.monotonic()
+        fresh.start().wait_ready(timeout=timeout, recoveries_before=0)
+        report["restore_seconds"] = round(time.monotonic() - started, 1)
+        try:
+            load = list(simulate(int(offered * 10), n_sellers, seed=seed + 1))
+            before = latency_buckets(fresh)
+            sent = time.monotonic()
+            send(broker.bootstrap, event_messages(PREFIX, load), rate=offered)
+            achieved = len(load) / (time.monotonic() - sent)
+            deadline = time.monotonic() + timeout
+            while _events_handled(fresh) < n_events + len(load) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            after = latency_buckets(fresh)
+            report["latency"] = {"offered_per_s": round(achieved), "events": len(load),
+                                 "p50_s": quantile(before, after, 0.5), "p99_s": quantile(before, after, 0.99)}
+        finally:
+            fresh.stop()
+    finally:
+        broker.stop()
+    if as_json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"starcast service bench: {n_events:,} events, {n_sellers:,} sellers, {PARTITIONS} partitions, "
+          f"embedded broker, one process each")
+    for name in ("floor", "naive", "starcast"):
+        r = report[name]
+        print(f"  {name:<9} {r['events_per_s']:>8,} events/s   peak RSS {r['peak_rss_mib']} MiB")
+    print(f"  starcast / floor = {report['ratio_starcast_to_floor']}")
+    print(f"  restore from changelogs (fresh worker, start to ready): {report['restore_seconds']} s")
+    lat = report["latency"]
+    print(f"  produce->forecast latency at {lat['offered_per_s']:,} events/s offered ({lat['events']:,} events): "
+          f"p50 <= {lat['p50_s']} s, p99 <= {lat['p99_s']} s (histogram bucket bounds)")
+    return 0
