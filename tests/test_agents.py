@@ -25,18 +25,27 @@ def sent(monkeypatch):
     async def send(self, *args, key=None, value=None, **kwargs):
         records.append((self.get_topic_name(), key, value, kwargs.get("headers")))
 
-    def send_soon(self, *args, key=None, value=None, **kwargs):  # table changelogs go this way
-        records.append((self.get_topic_name(), key, value, kwargs.get("headers")))
-        return SimpleNamespace(message=SimpleNamespace(partition=kwargs.get("partition") or 0))
-
     monkeypatch.setattr(faust.topics.Topic, "send", send)
-    monkeypatch.setattr(faust.topics.Topic, "send_soon", send_soon)
     return records
+
+
+class KafkaClient:
+    """Stand-in for the aiokafka producer that table changelog writes go to (TableWriter)."""
+
+    def __init__(self, records: list):
+        self.records = records
+
+    async def send(self, topic, value=None, key=None, partition=None):
+        self.records.append((topic, key, value, None))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(SimpleNamespace(offset=len(self.records)))
+        return done
 
 
 @pytest.fixture
 def app(sent):
     app = create_app(Settings(store="memory://", broker="kafka://127.0.0.1:1", partitions=1))
+    app.producer._ensure_producer = lambda: KafkaClient(sent)
     app.finalize()
     app.conf.store = "memory://"
     app.flow_control.resume()

@@ -30,6 +30,7 @@ from streams.service import faust_fixes, tansu_offsets
 from streams.service.metrics import Metrics
 from streams.service.processor import Effects, RatingProcessor
 from streams.service.settings import Settings
+from streams.service.table_writer import TableWriter
 
 log = logging.getLogger("starcast")
 
@@ -114,14 +115,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
         metrics.star_levels(processor.published)
         log.info("starcast: rebuilt %d sellers from the state table", restored)
 
-    async def apply(effects: Effects, message: Any) -> None:
+    state_writer, forecast_writer = TableWriter(app, state_table), TableWriter(app, forecasts)
+
+    async def apply(effects: Effects, message: Any, partition: int) -> None:
         for key, value in effects.state_writes:
-            if value is None:
-                state_table.pop(key, None)
-            else:
-                state_table[key] = value
-        for seller, rating in effects.forecasts:
-            forecasts[seller.encode()] = orjson.dumps(rating)  # published through the changelog
+            await state_writer.put(key, value, partition)
+        for seller, rating in effects.forecasts:  # star-forecasts is this table's changelog
+            await forecast_writer.put(seller.encode(), orjson.dumps(rating), partition)
         for seller, change in effects.changes:
             await changes_topic.send(key=seller.encode(), value=orjson.dumps(change))
             metrics.star_changes.labels(direction=change["direction"]).inc()
@@ -194,7 +194,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             if topic_name == TICKS:
                 effects = on_tick(msg)
                 if effects is not None:
-                    await apply(effects, None)
+                    await apply(effects, None, msg.partition)
                 continue
             published = int(msg.timestamp * 1000) if msg.timestamp else None
             expected_offset = next_offset.get(msg.tp)
@@ -204,7 +204,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             next_offset[msg.tp] = msg.offset + 1
             effects = processor.handle(event.value, msg.key, topic_name, msg.partition, msg.offset, published,
                                        lagging_topics(msg.partition))
-            await apply(effects, msg)
+            await apply(effects, msg, msg.partition)
 
     if s.clock == "wall":
 
