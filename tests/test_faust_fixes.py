@@ -12,7 +12,7 @@ from aiokafka.structs import TopicPartition as TP
 import faust
 from faust.transport.producer import ProducerBuffer
 
-from streams.service.faust_fixes import DrainingProducerBuffer, install, rewind_uncommitted
+from streams.service.faust_fixes import DrainingProducerBuffer, StallDetector, install, rewind_uncommitted
 
 
 def slow_messages(n: int, delivered: list, seconds: float = 0.15) -> list:
@@ -102,3 +102,25 @@ def test_flush_does_not_wait_for_messages_queued_after_it_began():
 
     delivered, still_queued = asyncio.run(asyncio.wait_for(scenario(), timeout=30))
     assert delivered >= 3 and still_queued > 0
+
+
+def test_a_partition_whose_commit_stops_with_records_waiting_is_stuck_after_three_checks():
+    detector, tp = StallDetector(checks=3), TP("ticks", 2)
+    # The soak's case: offset 1 fetched (position 2) but never processed nor committed.
+    assert [detector.observe(tp, 1, 2) for _ in range(4)] == [False, False, True, False]
+
+
+def test_progress_or_an_idle_caught_up_partition_is_never_stuck():
+    detector, busy, idle = StallDetector(checks=3), TP("visits", 0), TP("visits", 1)
+    for committed in range(100, 110):  # slow but moving
+        assert not detector.observe(busy, committed, 500)
+    for _ in range(10):  # nothing waiting: committed == end
+        assert not detector.observe(idle, 42, 42)
+
+
+def test_never_committed_partitions_with_records_count_as_waiting_and_reset_forgets():
+    detector, tp = StallDetector(checks=2), TP("orders", 3)
+    assert [detector.observe(tp, None, 7) for _ in range(2)] == [False, True]
+    detector.observe(tp, None, 7)
+    detector.reset()
+    assert not detector.observe(tp, None, 7)

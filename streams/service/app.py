@@ -214,32 +214,19 @@ def create_app(settings: Settings | None = None) -> faust.App:
             for partition in range(s.partitions):
                 await ticks.send(value=orjson.dumps({"now": now}), partition=partition)
 
-    stall_seen: dict = {}
+    stalls = faust_fixes.StallDetector()
 
     @app.timer(5.0)
     async def stall_watch() -> None:
-        """Log, with the fetcher's view, an input partition whose committed offset has not moved
-        for three checks while records wait: the evidence for diagnosing a stalled worker."""
-        if app.in_recovery or app.consumer is None:
-            return
+        """Re-read input partitions left stuck with records waiting (faust_fixes, hole 3)."""
         consumer = app.consumer
-        try:
-            assignment = consumer._thread._ensure_consumer()._fetcher._subscriptions.subscription.assignment
-        except AttributeError:  # not the aiokafka driver
+        if app.in_recovery or app.rebalancing or consumer is None or not consumer.flow_active:
+            stalls.reset()
             return
-        for tp in consumer.assignment():
-            state = assignment.state_value(tp) if assignment is not None else None
-            if consumer._is_changelog_tp(tp) or state is None or state.highwater is None:
-                continue
-            committed = consumer._committed_offset.get(tp)
-            last, seen = stall_seen.get(tp, (committed, 0))
-            seen = seen + 1 if last == committed and state.highwater > (committed or 0) else 0
-            stall_seen[tp] = (committed, seen)
-            if seen == 3:
-                log.warning("starcast: %s/%d not advancing: committed=%s read=%s highwater=%s position=%s "
-                            "paused=%s active=%s", tp.topic, tp.partition, committed,
-                            consumer._read_offset.get(tp), state.highwater, state._position, state.paused,
-                            tp in (consumer._active_partitions or ()))
+        for tp, committed, position, highwater in await faust_fixes.reread_stalled(consumer, stalls):
+            log.warning("starcast: %s/%d stuck at committed offset %s (fetch position %s, end %s): re-reading",
+                        tp.topic, tp.partition, committed, position, highwater)
+            metrics.rereads.inc()
 
     @app.timer(5.0)
     async def refresh_gauges() -> None:

@@ -32,6 +32,9 @@ class Metrics:
         self.freeze_month = Gauge("starcast_freeze_last_month", "Latest month frozen, as YYYYMM", registry=r)
         self.clock = Gauge("starcast_partition_clock_seconds", "Event-time clock per partition",
                            ["partition"], registry=r)
+        self.rereads = Counter("starcast_partitions_reread_total",
+                               "Input partitions found stuck with records waiting and re-read from the "
+                               "committed offset", registry=r)
         self.restored = Gauge("starcast_restored_sellers", "Sellers rebuilt at the last table recovery",
                               registry=r)
         for level in range(6):
