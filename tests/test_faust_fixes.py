@@ -124,3 +124,10 @@ def test_never_committed_partitions_with_records_count_as_waiting_and_reset_forg
     detector.observe(tp, None, 7)
     detector.reset()
     assert not detector.observe(tp, None, 7)
+
+
+def test_a_busy_worker_is_never_judged_stuck():
+    """Under a backlog a partition waits behind others: re-reading it would only add work."""
+    detector, tp = StallDetector(checks=3), TP("visits", 3)
+    assert not any(detector.observe(tp, 5928, 7430, idle=False) for _ in range(10))
+    assert [detector.observe(tp, 5928, 7430, idle=True) for _ in range(3)] == [False, False, True]

@@ -7,7 +7,7 @@ import pytest
 
 from streams.core.rulebook import load
 from streams.core.timeutil import parse_ts
-from streams.service.processor import RatingProcessor, partition_for
+from streams.service.processor import RatingProcessor, defer_freeze, partition_for
 from tests.conftest import Events as E
 from tests.conftest import at
 
@@ -132,6 +132,19 @@ def test_without_lag_information_the_fast_topic_freezes_early(processor):
     for e in events:
         frozen += processor.handle(orjson.dumps(e), b"s1", "buyer-messages", p, 0, parse_ts(e["ts"])).monthly
     assert len(frozen) == 1 and frozen[0][1]["indicators"]["top_super_products"]["value"] == 0
+
+
+def test_a_worker_defers_the_freeze_and_settles_it_with_the_lag_it_asked_the_broker(processor):
+    p = partition_for("s1", PARTS)
+    events = four_buyers("s1") + [E.message("2026-04-03T00:00:00Z", buyer="b9")]
+    for i, e in enumerate(events):
+        eff = processor.handle(orjson.dumps(e), b"s1", "buyer-messages", p, i, parse_ts(e["ts"]), defer_freeze)
+        assert eff.monthly == []
+    assert processor.freeze_due(p)
+    assert processor.freeze_if_ready(p, ["store-visits"]).monthly == []  # never read here: held
+    assert processor.freeze_due(p)
+    frozen = processor.freeze_if_ready(p, []).monthly
+    assert [s for s, _ in frozen] == ["s1"] and not processor.freeze_due(p)
 
 
 def test_restore_rebuilds_state_and_does_not_repeat_a_freeze(processor):

@@ -15,6 +15,7 @@ say where it came from and why: `starcast-origin-topic`, `-partition`, `-offset`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -28,7 +29,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from streams.core.rulebook import load
 from streams.service import faust_fixes, tansu_offsets
 from streams.service.metrics import Metrics
-from streams.service.processor import Effects, RatingProcessor
+from streams.service.processor import Effects, RatingProcessor, defer_freeze
 from streams.service.settings import Settings
 from streams.service.table_writer import TableWriter
 
@@ -154,27 +155,44 @@ def create_app(settings: Settings | None = None) -> faust.App:
     input_names = sorted(set(s.input_topics.values()))
     next_offset: dict = {}  # input TP -> the offset after the last message handled here
 
-    def lagging_topics(partition: int):
-        """Input topics of `partition` with messages this worker has not handled yet (asked by
-        the processor only while a monthly freeze is due, see RatingProcessor._maybe_freeze)."""
+    end_offsets: dict[int, tuple[float, dict]] = {}  # partition -> (when asked, input TP -> end)
+    held_by: dict[int, list[str]] = {}
 
-        def lagging() -> list[str]:
-            consumer = app.consumer
-            behind = []
-            for name in input_names:
-                tp = TP(s.topic(name), partition)
-                try:
-                    highwater = consumer.highwater(tp)
-                except Exception:  # noqa: BLE001 - not assigned (rebalancing) or not started: unknown
-                    highwater = None
-                done = next_offset.get(tp)
-                if done is None:
-                    done = consumer._committed_offset.get(tp) or 0
-                if highwater is None or done < highwater:
-                    behind.append(name)
-            return behind
+    async def lagging_topics(partition: int) -> list[str]:
+        """Input topics of `partition` with messages this worker has not handled yet, by the
+        broker's end offsets, asked at most every 0.25 s per partition (a fetch's high watermark
+        goes stale while fetching is paused under back-pressure, which let a freeze through
+        early in the soak). Unknown: lagging."""
+        consumer = app.consumer
+        tps = [TP(s.topic(name), partition) for name in input_names]
+        asked, ends = end_offsets.get(partition, (0.0, {}))
+        if time.monotonic() - asked >= 0.25:
+            try:
+                ends = dict(await asyncio.wait_for(consumer.highwaters(*tps), timeout=10))
+            except Exception:  # noqa: BLE001 - rebalancing, not started: hold the freeze
+                return list(input_names)
+            end_offsets[partition] = (time.monotonic(), ends)
+        behind = []
+        for name, tp in zip(input_names, tps):
+            done = next_offset.get(tp)
+            if done is None:
+                done = consumer._committed_offset.get(tp) or 0
+            end = ends.get(tp)
+            if end is None or done < end:
+                behind.append(name)
+        return behind
 
-        return lagging
+    async def settle_freeze(partition: int) -> None:
+        """A due monthly freeze, once no input topic of the partition lags behind it; checked
+        after every message of the partition while it is due, so the message that ends the
+        lag releases it (a timer cannot: Faust writes tables only inside an event)."""
+        if not processor.freeze_due(partition):
+            return
+        behind = await lagging_topics(partition)
+        if behind and held_by.get(partition) != behind:
+            log.info("starcast: monthly freeze of partition %d waits for %s", partition, ", ".join(behind))
+        held_by[partition] = behind
+        await apply(processor.freeze_if_ready(partition, behind), None, partition)
 
     def on_tick(msg) -> Effects | None:
         try:
@@ -182,7 +200,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.warning("starcast: ignoring a malformed tick on partition %d", msg.partition)
             return None
-        return processor.tick(msg.partition, now, lagging_topics(msg.partition))
+        return processor.tick(msg.partition, now, defer_freeze)
 
     @app.agent(inputs_and_ticks)
     async def rate(stream):
@@ -195,6 +213,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 effects = on_tick(msg)
                 if effects is not None:
                     await apply(effects, None, msg.partition)
+                    await settle_freeze(msg.partition)
                 continue
             published = int(msg.timestamp * 1000) if msg.timestamp else None
             expected_offset = next_offset.get(msg.tp)
@@ -203,8 +222,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
                          expected_offset, msg.offset)
             next_offset[msg.tp] = msg.offset + 1
             effects = processor.handle(event.value, msg.key, topic_name, msg.partition, msg.offset, published,
-                                       lagging_topics(msg.partition))
+                                       defer_freeze)
             await apply(effects, msg, msg.partition)
+            await settle_freeze(msg.partition)
 
     if s.clock == "wall":
 
@@ -215,6 +235,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 await ticks.send(value=orjson.dumps({"now": now}), partition=partition)
 
     stalls = faust_fixes.StallDetector()
+    handled_at_last_check = [-1.0]
 
     @app.timer(5.0)
     async def stall_watch() -> None:
@@ -223,7 +244,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
         if app.in_recovery or app.rebalancing or consumer is None or not consumer.flow_active:
             stalls.reset()
             return
-        for tp, committed, position, highwater in await faust_fixes.reread_stalled(consumer, stalls):
+        handled = sum(sample.value for sample in metrics.events.collect()[0].samples
+                      if sample.name.endswith("_total"))
+        idle, handled_at_last_check[0] = handled == handled_at_last_check[0], handled
+        for tp, committed, position, highwater in await faust_fixes.reread_stalled(consumer, stalls, idle):
             log.warning("starcast: %s/%d stuck at committed offset %s (fetch position %s, end %s): re-reading",
                         tp.topic, tp.partition, committed, position, highwater)
             metrics.rereads.inc()

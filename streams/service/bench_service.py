@@ -1,10 +1,10 @@
-"""`starcast bench --service`: the worker against Faust's own ceiling, on the embedded broker.
+"""`starcast bench`: the worker against Faust's own ceiling, on the embedded broker.
 
 One run, one pre-produced input (a simulated month, Zipf-skewed sellers), each contender in its
 own process and consumer group reading all of it:
   (a) floor — a Faust agent that only decodes;
   (b) naive — per event: table read, update, table write, send;
-  (c) the starcast worker.
+  (c) the starcast worker, alone and then two of them in one group.
 Events/s is measured from the first to the last event each one handled (start-up and group join
 excluded). Then: time for a fresh worker (empty data directory) to restore the tables from the
 changelogs; and produce→forecast latency percentiles of that worker under a fixed offered load,
@@ -109,6 +109,39 @@ def quantile(before: list, after: list, q: float) -> float:
     return float("inf")
 
 
+def measure_workers(broker: EmbeddedBroker, workdir: Path, names: list[str], n: int, timeout: float,
+                    app_id: str = "starcast") -> dict:
+    """Events/s of starcast workers sharing one consumer group over the whole input, counted
+    while all of them are handling events (a second worker joins a few seconds after the
+    first starts; re-deliveries after that rebalance count too, slightly in its favour)."""
+    workers = [WorkerProcess(broker.url, PREFIX, workdir, name, partitions=PARTITIONS,
+                             extra_env={"STARCAST_APP_ID": app_id}) for name in names]
+    for w in workers:
+        w.start()
+    samplers = [PeakRss(w.process.pid).__enter__() for w in workers]
+    try:
+        first = last = None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            counts = [_events_handled(w) for w in workers]
+            now = time.monotonic()
+            if first is None and all(counts):
+                first = (now, sum(counts))
+            if sum(counts) >= n:
+                last = (now, sum(counts))
+                break
+            time.sleep(0.1)
+    finally:
+        for sampler in samplers:
+            sampler.__exit__()
+        for w in workers:
+            w.stop()
+    if first is None or last is None or last[0] <= first[0]:
+        raise RuntimeError(f"workers {names} did not share {n:,} events in {timeout:.0f} s; see {workdir}")
+    return {"events_per_s": round((last[1] - first[1]) / (last[0] - first[0])),
+            "peak_rss_mib": max(sampler.peak for sampler in samplers) >> 20}
+
+
 def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, as_json: bool) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="starcast-bench-"))
     broker = EmbeddedBroker().start()
@@ -119,27 +152,12 @@ def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, 
         report["floor"] = run_baseline("floor", broker, n_events, timeout)
         report["naive"] = run_baseline("naive", broker, n_events, timeout)
 
-        worker = WorkerProcess(broker.url, PREFIX, workdir, "starcast", partitions=PARTITIONS)
-        worker.start()
-        with PeakRss(worker.process.pid) as rss:
-            worker.wait_ready()
-            first = last = None
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                handled = _events_handled(worker)
-                now = time.monotonic()
-                if handled and first is None:
-                    first = (now, handled)
-                if handled >= n_events:
-                    last = (now, handled)
-                    break
-                time.sleep(0.1)
-        if first is None or last is None:
-            raise RuntimeError(f"the starcast worker did not finish in {timeout:.0f} s; see {worker.log}")
-        report["starcast"] = {"events_per_s": round((last[1] - first[1]) / (last[0] - first[0])),
-                              "peak_rss_mib": rss.peak >> 20}
-        worker.stop()
+        report["starcast"] = measure_workers(broker, workdir, ["starcast"], n_events, timeout)
         report["ratio_starcast_to_floor"] = round(report["starcast"]["events_per_s"] / report["floor"]["events_per_s"], 3)
+        report["starcast_two_workers"] = measure_workers(broker, workdir, ["pair-a", "pair-b"], n_events, timeout,
+                                                         app_id="starcast-pair")
+        report["scaling_two_to_one"] = round(report["starcast_two_workers"]["events_per_s"]
+                                             / report["starcast"]["events_per_s"], 2)
 
         fresh = WorkerProcess(broker.url, PREFIX, workdir, "restored", partitions=PARTITIONS)
         started = time.monotonic()
@@ -166,10 +184,11 @@ def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, 
         return 0
     print(f"starcast service bench: {n_events:,} events, {n_sellers:,} sellers, {PARTITIONS} partitions, "
           f"embedded broker, one process each")
-    for name in ("floor", "naive", "starcast"):
+    for name in ("floor", "naive", "starcast", "starcast_two_workers"):
         r = report[name]
-        print(f"  {name:<9} {r['events_per_s']:>8,} events/s   peak RSS {r['peak_rss_mib']} MiB")
-    print(f"  starcast / floor = {report['ratio_starcast_to_floor']}")
+        print(f"  {name:<20} {r['events_per_s']:>8,} events/s   peak RSS {r['peak_rss_mib']} MiB (per process)")
+    print(f"  starcast / floor = {report['ratio_starcast_to_floor']}; two workers / one = "
+          f"{report['scaling_two_to_one']}")
     print(f"  restore from changelogs (fresh worker, start to ready): {report['restore_seconds']} s")
     lat = report["latency"]
     print(f"  produce->forecast latency at {lat['offered_per_s']:,} events/s offered ({lat['events']:,} events): "

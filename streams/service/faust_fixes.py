@@ -23,7 +23,8 @@
    seek and before flow resumes, nothing re-reads it: the partition idles with a message
    fetched, never processed and never committed (seen in the soak as one partition's last tick
    lost). `StallDetector` finds input partitions whose committed offset has not moved for three
-   checks while records wait past it; the worker seeks them back to the committed offset.
+   checks while records wait past it and the worker is idle; the worker seeks them back to the
+   committed offset.
 """
 
 from __future__ import annotations
@@ -105,16 +106,19 @@ async def rewind_uncommitted(consumer, committed: dict) -> dict:
 
 class StallDetector:
     """Which input partitions are stuck: records wait past the committed offset (fetched or
-    not) and that offset has not moved for `checks` consecutive checks."""
+    not), that offset has not moved, and the worker handled nothing at all, for `checks`
+    consecutive checks. A busy worker is never judged: under a backlog a partition can wait
+    behind others for a long time, and re-reading it then would only add to the backlog."""
 
     def __init__(self, checks: int = 3):
         self.checks = checks
-        self._seen: dict = {}  # tp -> (committed offset at the last check, checks unchanged)
+        self._seen: dict = {}  # tp -> (committed offset at the last check, idle checks unchanged)
 
-    def observe(self, tp, committed: int | None, end: int | None) -> bool:
+    def observe(self, tp, committed: int | None, end: int | None, idle: bool = True) -> bool:
+        """`idle`: the worker handled no message since the previous check."""
         last, unchanged = self._seen.get(tp, (committed, 0))
         waiting = end is not None and end > (committed or 0)
-        unchanged = unchanged + 1 if waiting and last == committed else 0
+        unchanged = unchanged + 1 if waiting and idle and last == committed else 0
         stuck = unchanged >= self.checks
         self._seen[tp] = (committed, 0 if stuck else unchanged)  # after a re-read, judge afresh
         return stuck
@@ -124,7 +128,7 @@ class StallDetector:
         self._seen.clear()
 
 
-async def reread_stalled(consumer, detector: StallDetector) -> list:
+async def reread_stalled(consumer, detector: StallDetector, idle: bool) -> list:
     """Seek stuck input partitions of a running Faust consumer back to their committed offset;
     returns what was re-read as (tp, committed, fetch position, high watermark)."""
     try:
@@ -139,7 +143,7 @@ async def reread_stalled(consumer, detector: StallDetector) -> list:
         position = state._position
         end = max(x for x in (position, state.highwater, 0) if x is not None)
         committed = consumer._committed_offset.get(tp)
-        if detector.observe(tp, committed, end):
+        if detector.observe(tp, committed, end, idle):
             await consumer.seek(tp, committed or 0)
             reread.append((tp, committed, position, state.highwater))
     return reread

@@ -72,6 +72,12 @@ class Effects:
 Lagging = Callable[[], Collection[str]] | None  # asked only when a freeze is due
 
 
+def defer_freeze() -> Collection[str]:
+    """Pass as `lagging` to leave a due freeze to `freeze_if_ready` (a worker finds out which
+    topics lag by asking the broker, which it cannot do inside `handle`)."""
+    raise AssertionError("never called: _maybe_freeze checks for it")
+
+
 def _content(rating: dict) -> dict:
     return {k: v for k, v in rating.items() if k != "as_of"}
 
@@ -198,6 +204,8 @@ class RatingProcessor:
         (or it is caught up); a lagging topic not yet read since the last restore holds it too.
         `lagging` is asked only while a freeze is due, so the check costs nothing otherwise.
         """
+        if lagging is defer_freeze:
+            return
         clock = self.engine(partition).clock
         if clock is None or clock < self._next_freeze.get(partition, clock):
             return
@@ -215,8 +223,30 @@ class RatingProcessor:
                     self._freeze(partition, month_end, effects)
                 if month_end < due:
                     return  # held back: ask again on the partition's next message or tick
+        self._schedule_next_freeze(partition, due)
+
+    def freeze_due(self, partition: int) -> bool:
+        """Whether the partition's clock has passed a month end (plus grace) not frozen yet
+        that some seller of the partition is owed (an event before that month end)."""
+        clock = self.engine(partition).clock
+        if clock is None or clock < self._next_freeze.get(partition, clock):
+            return False
+        due = self.latest_freezable_month(clock)
+        if self._frozen_through.get(partition, due - 1) < due and self._earliest.get(partition, due) < due:
+            return True
+        self._frozen_through[partition] = max(due, self._frozen_through.get(partition, due))
+        self._schedule_next_freeze(partition, due)
+        return False
+
+    def _schedule_next_freeze(self, partition: int, month_end: int) -> None:
         rb = self.rulebook
-        self._next_freeze[partition] = month_start(due + 32 * 86_400_000, rb.time_zone) + rb.grace_ms
+        self._next_freeze[partition] = month_start(month_end + 32 * 86_400_000, rb.time_zone) + rb.grace_ms
+
+    def freeze_if_ready(self, partition: int, lagging: Collection[str]) -> Effects:
+        """The freeze `handle`/`tick` deferred, given the input topics that still lag."""
+        effects = Effects()
+        self._maybe_freeze(partition, effects, lambda: lagging)
+        return effects
 
     def _freeze(self, partition: int, month_end: int, effects: Effects) -> None:
         """Freeze every seller's rating at `month_end`, once: the seller's state records the
