@@ -153,31 +153,47 @@ def create_app(settings: Settings | None = None) -> faust.App:
             metrics.latency.observe(max(now - message.timestamp, 0))
 
     input_names = sorted(set(s.input_topics.values()))
+    input_topic_names = {s.topic(name) for name in input_names}
     next_offset: dict = {}  # input TP -> the offset after the last message handled here
 
-    end_offsets: dict[int, tuple[float, dict]] = {}  # partition -> (when asked, input TP -> end)
+    end_offsets: dict = {}  # input TP -> end offset, refreshed by a timer (never awaited per message)
     held_by: dict[int, list[str]] = {}
 
-    async def lagging_topics(partition: int) -> list[str]:
-        """Input topics of `partition` with messages this worker has not handled yet, by the
-        broker's end offsets, asked at most every 0.25 s per partition (a fetch's high watermark
-        goes stale while fetching is paused under back-pressure, which let a freeze through
-        early in the soak). Unknown: lagging."""
+    @app.timer(0.5)
+    async def refresh_end_offsets() -> None:
+        """The broker's end offsets of this worker's input partitions, for the freeze hold: a
+        fetch's high watermark goes stale while Faust pauses fetching under back-pressure
+        (which let a freeze through early in the soak), and asking the broker inside the
+        agent would stall it whenever the broker is slow to answer."""
         consumer = app.consumer
-        tps = [TP(s.topic(name), partition) for name in input_names]
-        asked, ends = end_offsets.get(partition, (0.0, {}))
-        if time.monotonic() - asked >= 0.25:
+        if consumer is None or app.rebalancing:
+            return
+        tps = [tp for tp in consumer.assignment() if tp.topic in input_topic_names]
+        if tps:
             try:
-                ends = dict(await asyncio.wait_for(consumer.highwaters(*tps), timeout=10))
-            except Exception:  # noqa: BLE001 - rebalancing, not started: hold the freeze
-                return list(input_names)
-            end_offsets[partition] = (time.monotonic(), ends)
+                end_offsets.update(await asyncio.wait_for(consumer.highwaters(*tps), timeout=10))
+            except Exception as exc:  # noqa: BLE001 - keep the last answer; the hold stays safe
+                log.debug("starcast: end offsets unavailable: %r", exc)
+        # A held freeze is settled by a message of its partition; if the lag ended without one
+        # (the last lagging message came before these end offsets), send the partition a tick
+        # at its own clock: it moves nothing and lets the agent freeze.
+        for partition, behind in list(held_by.items()):
+            clock = processor.clocks().get(partition)
+            if behind and clock is not None and not lagging_topics(partition):
+                held_by[partition] = []
+                await ticks.send(value=orjson.dumps({"now": clock}), partition=partition)
+
+    def lagging_topics(partition: int) -> list[str]:
+        """Input topics of `partition` with messages this worker has not handled yet (by the
+        last end offsets asked; unknown counts as lagging)."""
+        consumer = app.consumer
         behind = []
-        for name, tp in zip(input_names, tps):
+        for name in input_names:
+            tp = TP(s.topic(name), partition)
             done = next_offset.get(tp)
             if done is None:
                 done = consumer._committed_offset.get(tp) or 0
-            end = ends.get(tp)
+            end = end_offsets.get(tp)
             if end is None or done < end:
                 behind.append(name)
         return behind
@@ -185,10 +201,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
     async def settle_freeze(partition: int) -> None:
         """A due monthly freeze, once no input topic of the partition lags behind it; checked
         after every message of the partition while it is due, so the message that ends the
-        lag releases it (a timer cannot: Faust writes tables only inside an event)."""
+        lag (or the next tick) releases it: Faust writes tables only inside an event."""
         if not processor.freeze_due(partition):
             return
-        behind = await lagging_topics(partition)
+        behind = lagging_topics(partition)
         if behind and held_by.get(partition) != behind:
             log.info("starcast: monthly freeze of partition %d waits for %s", partition, ", ".join(behind))
         held_by[partition] = behind
