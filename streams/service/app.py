@@ -85,13 +85,14 @@ def create_app(settings: Settings | None = None) -> faust.App:
         return app.topic(*(s.topic(n) for n in names), key_type=bytes, value_type=bytes, key_serializer="raw",
                          value_serializer="raw", partitions=s.partitions, internal=True, **kw)
 
+    input_names = sorted(set(s.input_topics.values()))
     ticks = topic(TICKS)
-    inputs_and_ticks = topic(*sorted(set(s.input_topics.values())), TICKS)  # one stream, one agent
+    inputs_and_ticks = topic(*input_names, TICKS)  # one stream, one agent
     forecasts_topic = topic("star-forecasts", compacting=True)
     changes_topic = topic("star-changes")
     monthly_topic = topic("star-ratings-monthly")
     dead_topic = topic("starcast-dead-letters")
-    input_by_name = {name: topic(name) for name in set(s.input_topics.values())}
+    input_by_name = {name: topic(name) for name in input_names}
 
     def table(name: str, **kw) -> faust.Table:
         schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -152,7 +153,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
         if message is not None and message.timestamp:
             metrics.latency.observe(max(now - message.timestamp, 0))
 
-    input_names = sorted(set(s.input_topics.values()))
     input_topic_names = {s.topic(name) for name in input_names}
     next_offset: dict = {}  # input TP -> the offset after the last message handled here
 

@@ -25,35 +25,11 @@ from pathlib import Path
 import orjson
 
 from streams.service.broker import EmbeddedBroker
-from streams.service.soak import WorkerProcess, event_messages, rss_bytes, send
+from streams.service.soak import PeakRss, WorkerProcess, event_messages, send
 from streams.simulate import events as simulate
 
 PREFIX = "bench-"
 PARTITIONS = 4
-
-
-class PeakRss:
-    """Samples a process's RSS in the background while in use."""
-
-    def __init__(self, pid: int):
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, rss_bytes(self.pid))
-            except OSError:
-                return
-            time.sleep(0.2)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def run_baseline(kind: str, broker: EmbeddedBroker, n: int, timeout: float) -> dict:

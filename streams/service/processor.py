@@ -204,26 +204,18 @@ class RatingProcessor:
         (or it is caught up); a lagging topic not yet read since the last restore holds it too.
         `lagging` is asked only while a freeze is due, so the check costs nothing otherwise.
         """
-        if lagging is defer_freeze:
+        if lagging is defer_freeze or not self.freeze_due(partition):
             return
         clock = self.engine(partition).clock
-        if clock is None or clock < self._next_freeze.get(partition, clock):
-            return
         due = self.latest_freezable_month(clock)
-        done = self._frozen_through.get(partition, due - 1)
-        if done < due:
-            if self._earliest.get(partition, due) >= due:  # nothing happened before that month end
-                self._frozen_through[partition] = due
-            else:
-                held = clock
-                for topic in (lagging() if lagging is not None else ()):
-                    held = min(held, self._topic_clock.get((partition, topic), -1))
-                month_end = self.latest_freezable_month(held)
-                if month_end > done:
-                    self._freeze(partition, month_end, effects)
-                if month_end < due:
-                    return  # held back: ask again on the partition's next message or tick
-        self._schedule_next_freeze(partition, due)
+        held = clock
+        for topic in (lagging() if lagging is not None else ()):
+            held = min(held, self._topic_clock.get((partition, topic), -1))
+        month_end = self.latest_freezable_month(held)
+        if month_end > self._frozen_through.get(partition, month_end - 1):
+            self._freeze(partition, month_end, effects)
+        if month_end == due:  # else held back: asked again on the partition's next message or tick
+            self._schedule_next_freeze(partition, due)
 
     def freeze_due(self, partition: int) -> bool:
         """Whether the partition's clock has passed a month end (plus grace) not frozen yet

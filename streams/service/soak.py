@@ -331,6 +331,30 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+class PeakRss:
+    """Samples a process's RSS in the background while in use."""
+
+    def __init__(self, pid: int, every: float = 0.2):
+        self.pid, self.every, self.peak, self._stop = pid, every, 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, rss_bytes(self.pid))
+            except OSError:
+                return
+            time.sleep(self.every)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def run_overload(n_events: int = 50_000, n_sellers: int = 1_000, seed: int = 11, repeats: int = 3,
                  workdir: Path | None = None) -> OverloadResult:
     """Burst-test one worker and watch its memory. First the month's events go in and drain
@@ -350,28 +374,18 @@ def run_overload(n_events: int = 50_000, n_sellers: int = 1_000, seed: int = 11,
         send(broker.bootstrap, messages)
         wait_consumed(broker.bootstrap, group, produced_counts(messages, worker.partitions), 60 + n_events / 100)
         burst = messages * repeats
-        rss_start = rss_peak = rss_bytes(worker.process.pid)
-        sampling = threading.Event()
-
-        def sample() -> None:
-            nonlocal rss_peak
-            while not sampling.is_set():
-                rss_peak = max(rss_peak, rss_bytes(worker.process.pid))
-                time.sleep(0.1)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        started = time.monotonic()
-        send(broker.bootstrap, burst)
-        offered = len(burst) / (time.monotonic() - started)
-        try:
-            wait_consumed(broker.bootstrap, group, produced_counts(messages * (repeats + 1), worker.partitions),
-                          60 + len(burst) / 100)
-        finally:
-            drained = time.monotonic() - started
-            sampling.set()
-            sampler.join()
-        return OverloadResult(len(burst), offered, drained, rss_start, rss_peak, rss_bytes(worker.process.pid))
+        rss_start = rss_bytes(worker.process.pid)
+        with PeakRss(worker.process.pid, every=0.1) as rss:
+            started = time.monotonic()
+            send(broker.bootstrap, burst)
+            offered = len(burst) / (time.monotonic() - started)
+            try:
+                wait_consumed(broker.bootstrap, group, produced_counts(messages * (repeats + 1), worker.partitions),
+                              60 + len(burst) / 100)
+            finally:
+                drained = time.monotonic() - started
+        return OverloadResult(len(burst), offered, drained, rss_start, max(rss_start, rss.peak),
+                              rss_bytes(worker.process.pid))
     finally:
         worker.stop()
         broker.stop()
