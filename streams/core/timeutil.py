@@ -70,6 +70,13 @@ def local_midnight_before(ms: int, tz: ZoneInfo) -> int:
     return int(start.timestamp() * 1000)
 
 
+def next_local_midnight(ms: int, tz: ZoneInfo) -> int:
+    """Start of the local day (in `tz`) after the one containing instant `ms`."""
+    local = datetime.fromtimestamp(ms / 1000, tz=tz)
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    return int(start.timestamp() * 1000)
+
+
 def month_start(ms: int, tz: ZoneInfo) -> int:
     """Start of the local calendar month (in `tz`) containing instant `ms`."""
     local = datetime.fromtimestamp(ms / 1000, tz=tz)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 import faust
@@ -29,9 +30,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from streams.core.rulebook import load
 from streams.service import faust_fixes, tansu_offsets
 from streams.service.metrics import Metrics
-from streams.service.processor import Effects, RatingProcessor, defer_freeze
+from streams.service.outbox import Outbox
+from streams.service.processor import Effects, Incoming, RatingProcessor, Tick, defer_freeze
 from streams.service.settings import Settings
-from streams.service.table_writer import TableWriter
 
 log = logging.getLogger("starcast")
 
@@ -87,12 +88,17 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     input_names = sorted(set(s.input_topics.values()))
     ticks = topic(TICKS)
+    tick_topic_name = s.topic(TICKS)
     inputs_and_ticks = topic(*input_names, TICKS)  # one stream, one agent
     forecasts_topic = topic("star-forecasts", compacting=True)
-    changes_topic = topic("star-changes")
-    monthly_topic = topic("star-ratings-monthly")
-    dead_topic = topic("starcast-dead-letters")
-    input_by_name = {name: topic(name) for name in input_names}
+    # Sent to through the outbox (not Faust), so declared here: created at start if missing.
+    outputs = [topic(name) for name in ("star-changes", "star-ratings-monthly", "starcast-dead-letters")]
+    outputs += [topic(name) for name in input_names]  # re-keyed messages are forwarded to them
+
+    @app.task
+    async def declare_topics() -> None:
+        for declared in outputs:
+            await declared.maybe_declare()
 
     def table(name: str, **kw) -> faust.Table:
         schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -111,50 +117,54 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @state_table.on_recover
     async def _rebuild() -> None:
         next_offset.clear()  # stream positions go back to the committed offsets
+        rewound.clear()
+        seek_back.clear()
         # Forecast and official tables recover in the same pass; read them as they are now.
         restored = processor.restore(state_table.items(), forecasts.items(), official.items())
         metrics.restored.set(restored)
         metrics.star_levels(processor.published)
         log.info("starcast: rebuilt %d sellers from the state table", restored)
 
-    state_writer, forecast_writer = TableWriter(app, state_table), TableWriter(app, forecasts)
+    outbox = Outbox(lambda: app.producer._ensure_producer())  # the aiokafka producer
+    names = {topic_: s.topic(topic_) for topic_ in (*OUTPUTS, *input_names)}
 
-    async def apply(effects: Effects, message: Any, partition: int) -> None:
+    def stage(effects: Effects, partition: int) -> None:
+        """Queue a partition's effects in the outbox (sent by the caller's flush)."""
         for key, value in effects.state_writes:
-            await state_writer.put(key, value, partition)
+            outbox.put(state_table, partition, key, value)
         for seller, rating in effects.forecasts:  # star-forecasts is this table's changelog
-            await forecast_writer.put(seller.encode(), orjson.dumps(rating), partition)
+            outbox.put(forecasts, partition, seller.encode(), orjson.dumps(rating))
         for seller, change in effects.changes:
-            await changes_topic.send(key=seller.encode(), value=orjson.dumps(change))
+            outbox.send(names["star-changes"], partition, seller.encode(), orjson.dumps(change))
             metrics.star_changes.labels(direction=change["direction"]).inc()
         for seller, record in effects.monthly:
             data = orjson.dumps(record)
-            official[seller.encode()] = data
-            await monthly_topic.send(key=seller.encode(), value=data)
+            outbox.put(official, partition, seller.encode(), data)
+            outbox.send(names["star-ratings-monthly"], partition, seller.encode(), data)
             metrics.frozen.inc()
             metrics.freeze_month.set(int(record["month"].replace("-", "")))
-        for dead in effects.dead_letters:
-            headers = {"starcast-origin-topic": dead.topic.encode(),
-                       "starcast-origin-partition": str(dead.partition).encode(),
-                       "starcast-origin-offset": str(dead.offset).encode(),
-                       "starcast-reason": dead.reason.encode(),
-                       "starcast-error": dead.message.encode()[:1024]}
-            await dead_topic.send(key=dead.key, value=dead.raw, headers=headers)
+        for dead in effects.dead_letters:  # kept in the partition they came from
+            headers = [("starcast-origin-topic", dead.topic.encode()),
+                       ("starcast-origin-partition", str(dead.partition).encode()),
+                       ("starcast-origin-offset", str(dead.offset).encode()),
+                       ("starcast-reason", dead.reason.encode()),
+                       ("starcast-error", dead.message.encode()[:1024])]
+            outbox.send(names["starcast-dead-letters"], partition, dead.key, dead.raw, headers)
             metrics.dead_letters.labels(reason=dead.reason).inc()
         for name, key, raw in effects.forward:
-            await input_by_name[name].send(key=key, value=raw)
+            outbox.send(names[name], processor.partition_of[key.decode()], key, raw)
         if effects.forecasts:
             metrics.forecasts.inc(len(effects.forecasts))
-        if effects.outcome:
-            metrics.events.labels(type=effects.outcome[0], outcome=effects.outcome[1]).inc()
+        for (kind, outcome), n in Counter(effects.outcomes).items():
+            metrics.events.labels(type=kind, outcome=outcome).inc(n)
         now = time.time()
-        if effects.event_ts is not None:
-            metrics.lag.observe(max(now - effects.event_ts / 1000, 0))
-        if message is not None and message.timestamp:
-            metrics.latency.observe(max(now - message.timestamp, 0))
+        for ts in effects.event_ts:
+            metrics.lag.observe(max(now - ts / 1000, 0))
 
     input_topic_names = {s.topic(name) for name in input_names}
     next_offset: dict = {}  # input TP -> the offset after the last message handled here
+    rewound: dict = {}  # input TP -> the offset it was sought back to after a skip
+    seek_back: dict = {}  # input TP -> offset to seek to once the current batch is handled
 
     end_offsets: dict = {}  # input TP -> end offset, refreshed by a timer (never awaited per message)
     held_by: dict[int, list[str]] = {}
@@ -164,11 +174,16 @@ def create_app(settings: Settings | None = None) -> faust.App:
         """The broker's end offsets of this worker's input partitions, for the freeze hold: a
         fetch's high watermark goes stale while Faust pauses fetching under back-pressure
         (which let a freeze through early in the soak), and asking the broker inside the
-        agent would stall it whenever the broker is slow to answer."""
+        agent would stall it whenever the broker is slow to answer. Only while a freeze is
+        due: the rest of the month needs no answer (and on the embedded broker each asking
+        costs a short-lived consumer)."""
         consumer = app.consumer
         if consumer is None or app.rebalancing:
             return
         tps = [tp for tp in consumer.assignment() if tp.topic in input_topic_names]
+        if not any(processor.freeze_due(partition) for partition in {tp.partition for tp in tps}):
+            end_offsets.clear()  # asked only while a freeze waits; unknown counts as lagging
+            return
         if tps:
             try:
                 end_offsets.update(await asyncio.wait_for(consumer.highwaters(*tps), timeout=10))
@@ -198,49 +213,72 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 behind.append(name)
         return behind
 
-    async def settle_freeze(partition: int) -> None:
+    def settle_freeze(partition: int) -> None:
         """A due monthly freeze, once no input topic of the partition lags behind it; checked
-        after every message of the partition while it is due, so the message that ends the
-        lag (or the next tick) releases it: Faust writes tables only inside an event."""
+        after every batch with messages of the partition while it is due, so the batch that
+        ends the lag (or the next tick) releases it: tables are written only by the agent."""
         if not processor.freeze_due(partition):
             return
         behind = lagging_topics(partition)
         if behind and held_by.get(partition) != behind:
             log.info("starcast: monthly freeze of partition %d waits for %s", partition, ", ".join(behind))
         held_by[partition] = behind
-        await apply(processor.freeze_if_ready(partition, behind), None, partition)
+        stage(processor.freeze_if_ready(partition, behind), partition)
 
-    def on_tick(msg) -> Effects | None:
-        try:
-            now = int(orjson.loads(msg.value)["now"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            log.warning("starcast: ignoring a malformed tick on partition %d", msg.partition)
-            return None
-        return processor.tick(msg.partition, now, defer_freeze)
+    def incoming(event) -> Incoming | Tick | None:
+        """The processor's view of one consumed message (None: a malformed tick, skipped)."""
+        msg = event.message
+        if msg.topic == tick_topic_name:
+            try:
+                return Tick(msg.partition, int(orjson.loads(msg.value)["now"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                log.warning("starcast: ignoring a malformed tick on partition %d", msg.partition)
+                return None
+        tp, offset = msg.tp, msg.offset
+        expected = next_offset.get(tp)
+        if expected is None:
+            expected = app.consumer._committed_offset.get(tp)
+        if expected is not None and offset > expected:
+            # Offsets skipped: Faust drops records fetched before a rebalance and carries on
+            # from its fetch position. Handle this one (state is idempotent) and read the
+            # partition again from the first missing offset; until that one comes back the
+            # partition counts as lagging, so no freeze runs without the skipped records.
+            if rewound.get(tp) != expected:
+                log.info("starcast: %s/%d skipped from offset %d to %d: reading again from %d",
+                         msg.topic, msg.partition, expected, offset, expected)
+                rewound[tp] = seek_back[tp] = expected
+                next_offset[tp] = expected
+                metrics.rereads.inc()
+        else:
+            if expected is not None and offset < expected:  # re-delivered: harmless, rare
+                log.info("starcast: %s/%d re-delivered from offset %d (next was %d)", msg.topic,
+                         msg.partition, offset, expected)
+            rewound.pop(tp, None)
+            next_offset[tp] = offset + 1
+        published = int(msg.timestamp * 1000) if msg.timestamp else None
+        return Incoming(event.value, msg.key, msg.topic[len(s.topic_prefix):], msg.partition, msg.offset, published)
 
     @app.agent(inputs_and_ticks)
     async def rate(stream):
-        """One agent for input and ticks: what it publishes for a seller goes out in the order it
-        was computed (two agents could interleave their sends and leave a stale forecast last)."""
-        async for event in stream.events():
-            msg = event.message
-            topic_name = msg.topic[len(s.topic_prefix):]
-            if topic_name == TICKS:
-                effects = on_tick(msg)
-                if effects is not None:
-                    await apply(effects, None, msg.partition)
-                    await settle_freeze(msg.partition)
-                continue
-            published = int(msg.timestamp * 1000) if msg.timestamp else None
-            expected_offset = next_offset.get(msg.tp)
-            if expected_offset is not None and msg.offset != expected_offset:  # rare: worth a line
-                log.info("starcast: %s/%d jumped from offset %d to %d", msg.topic, msg.partition,
-                         expected_offset, msg.offset)
-            next_offset[msg.tp] = msg.offset + 1
-            effects = processor.handle(event.value, msg.key, topic_name, msg.partition, msg.offset, published,
-                                       defer_freeze)
-            await apply(effects, msg, msg.partition)
-            await settle_freeze(msg.partition)
+        """One agent for input and ticks, in batches: what it publishes for a seller goes out
+        in the order it was computed (two agents could interleave their sends and leave a
+        stale forecast last). A batch is acknowledged, and so committable, only after its
+        records are in the Kafka client; a crash mid-batch replays it, which idempotent state
+        makes harmless."""
+        async for events in stream.take_events(s.batch_max, within=s.batch_seconds):
+            items = [item for item in map(incoming, events) if item is not None]
+            by_partition = processor.handle_batch(items, defer_freeze)
+            for partition, effects in by_partition.items():
+                stage(effects, partition)
+            for partition in by_partition:
+                settle_freeze(partition)
+            await outbox.flush()
+            for tp in list(seek_back):
+                await app.consumer.seek(tp, seek_back.pop(tp))
+            now = time.time()
+            for event in events:
+                if event.message.timestamp and event.message.topic != tick_topic_name:
+                    metrics.latency.observe(max(now - event.message.timestamp, 0))
 
     if s.clock == "wall":
 

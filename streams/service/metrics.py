@@ -33,8 +33,8 @@ class Metrics:
         self.clock = Gauge("starcast_partition_clock_seconds", "Event-time clock per partition",
                            ["partition"], registry=r)
         self.rereads = Counter("starcast_partitions_reread_total",
-                               "Input partitions found stuck with records waiting and re-read from the "
-                               "committed offset", registry=r)
+                               "Input partitions read again from an earlier offset: records skipped "
+                               "(after a rebalance) or stuck uncommitted", registry=r)
         self.restored = Gauge("starcast_restored_sellers", "Sellers rebuilt at the last table recovery",
                               registry=r)
         for level in range(6):
