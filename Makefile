@@ -3,7 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench
+.PHONY: run test bench ops-tools
+
+# Debian's prometheus (with promtool), alertmanager (amtool) and docker-compose: the ops tests
+# check the files with them and run a real Prometheus against a worker.
+OPS_TOOLS := prometheus promtool amtool docker-compose
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +19,15 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/starcast run --simulate
 
-test: $(BIN)/.installed
+ops-tools:
+	@for t in $(OPS_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			prometheus prometheus-alertmanager docker-compose >/dev/null; \
+	fi
+
+test: $(BIN)/.installed ops-tools
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/.installed

@@ -35,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=10_000)
     p.add_argument("--sellers", type=int, default=40)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--start", default="2026-03-01T00:00:00Z", help="first day, RFC 3339")
+    p.add_argument("--start", default="2026-03-01T00:00:00Z",
+                   help="first day, RFC 3339, or 'recent': the days up to today (for a wall-clock worker)")
     p.add_argument("--days", type=int, default=30)
+    p.add_argument("--produce", metavar="BOOTSTRAP", help="send to the input topics at host:port instead of printing")
+    p.add_argument("--rate", type=float, default=500, help="with --produce: events per second")
 
     p = sub.add_parser("soak", help="kill -9 workers at random under traffic; compare with replay")
     p.add_argument("--rounds", type=int, default=4)
@@ -90,8 +93,25 @@ def main(argv: list[str] | None = None) -> int:
 
         from streams.simulate import events
 
+        start = args.start
+        if start == "recent":
+            import time
+
+            from streams.core.timeutil import DAY, format_ts
+
+            start = format_ts((int(time.time() * 1000) // DAY - args.days + 1) * DAY)
+        generated = events(args.events, args.sellers, args.seed, start, args.days)
+        if args.produce:
+            import asyncio
+
+            from streams.service.runner import produce
+
+            prefix = os.environ.get("STARCAST_TOPIC_PREFIX", "")
+            sent = asyncio.run(produce(args.produce, prefix, generated, args.rate, lambda n: None))
+            print(f"sent {sent:,} events to {args.produce}", file=sys.stderr)
+            return 0
         out = sys.stdout.buffer
-        for e in events(args.events, args.sellers, args.seed, args.start, args.days):
+        for e in generated:
             out.write(orjson.dumps(e) + b"\n")
         return 0
     if args.command == "soak":

@@ -122,6 +122,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         # Forecast and official tables recover in the same pass; read them as they are now.
         restored = processor.restore(state_table.items(), forecasts.items(), official.items())
         metrics.restored.set(restored)
+        months = [record["month"] for record in processor.official.values() if "month" in record]
+        if months:  # a restarted worker still knows its latest freeze (the FreezeLate alert)
+            metrics.freeze_month.set(int(max(months).replace("-", "")))
         metrics.star_levels(processor.published)
         log.info("starcast: rebuilt %d sellers from the state table", restored)
 
@@ -308,9 +311,23 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     @app.timer(5.0)
     async def refresh_gauges() -> None:
+        update_gauges()
+
+    def update_gauges() -> None:
+        """Gauges read from the processor and the consumer (on a timer and on every scrape)."""
         metrics.star_levels(processor.published)
         for partition, clock in processor.clocks().items():
             metrics.clock.labels(partition=str(partition)).set(clock / 1000)
+        consumer = app.consumer
+        if consumer is not None:
+            waiting = 0
+            for tp in consumer.assignment():
+                if tp.topic in input_topic_names:
+                    end = consumer.highwater(tp)  # from the last fetch: no request to the broker
+                    done = next_offset.get(tp, consumer._committed_offset.get(tp))
+                    if end is not None and done is not None:
+                        waiting += max(end - done, 0)
+            metrics.input_lag.set(waiting)
 
     def authorised(request) -> bool:
         return not s.api_token or request.headers.get("Authorization") == f"Bearer {s.api_token}"
@@ -349,7 +366,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @app.page("/metrics")
     class MetricsView(faust.web.View):
         async def get(self, request):
-            metrics.star_levels(processor.published)
+            update_gauges()
             return self.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     return app

@@ -35,10 +35,15 @@ class Metrics:
         self.rereads = Counter("starcast_partitions_reread_total",
                                "Input partitions read again from an earlier offset: records skipped "
                                "(after a rebalance) or stuck uncommitted", registry=r)
+        self.input_lag = Gauge("starcast_input_lag_messages",
+                                "Messages waiting in this worker's input partitions (last fetch high "
+                                "watermark minus the next offset to handle)", registry=r)
         self.restored = Gauge("starcast_restored_sellers", "Sellers rebuilt at the last table recovery",
                               registry=r)
         for level in range(6):
             self.sellers.labels(stars=str(level)).set(0)
+        for direction in ("up", "down"):  # exported from the start, so rate()/increase() see the first change
+            self.star_changes.labels(direction=direction)
 
     def star_levels(self, published: dict[str, dict]) -> None:
         counts = [0] * 6

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create starcast's topics before the workers start (docker-compose `kafka-init`).
+# Inputs and outputs: $PARTITIONS partitions each (co-partitioned: one seller, one partition
+# everywhere). star-forecasts and the table changelogs are compacted: the latest value per key.
+set -euo pipefail
+TOPICS=/opt/kafka/bin/kafka-topics.sh
+create() {
+  "$TOPICS" --bootstrap-server "$BOOTSTRAP" --create --if-not-exists --topic "$1" \
+    --partitions "$PARTITIONS" --replication-factor 1 "${@:2}"
+}
+for topic in buyer-messages seller-replies spam-actions ta-orders penalties store-visits \
+             product-updates seller-profiles marketing-events starcast-ticks \
+             star-changes star-ratings-monthly starcast-dead-letters; do
+  create "$topic"
+done
+for topic in star-forecasts starcast-state-changelog starcast-official-changelog; do
+  create "$topic" --config cleanup.policy=compact
+done
+"$TOPICS" --bootstrap-server "$BOOTSTRAP" --list
