@@ -118,12 +118,39 @@ def measure_workers(broker: EmbeddedBroker, workdir: Path, names: list[str], n: 
             "peak_rss_mib": max(sampler.peak for sampler in samplers) >> 20}
 
 
+def stored_state(broker: EmbeddedBroker, events: list[dict]) -> dict:
+    """What the worker keeps per seller: the latest value of every key in its state table's
+    changelog, summed per seller (key + value bytes), and per buyer or visitor tracked."""
+    from streams.core.engine import Engine
+    from streams.core.rulebook import load
+    from streams.service.soak import read_topic
+
+    latest: dict[bytes, int] = {}
+    for m in read_topic(broker.bootstrap, f"{PREFIX}starcast-state-changelog"):
+        if m.value is None:
+            latest.pop(m.key, None)
+        else:
+            latest[m.key] = len(m.key) + len(m.value)
+    per_seller: dict[bytes, int] = {}
+    for key, size in latest.items():
+        seller = key.split(b"\x1f", 1)[0]
+        per_seller[seller] = per_seller.get(seller, 0) + size
+    engine = Engine(load(), keep_for_freeze=True)  # the same events in process, to count people
+    for e in events:
+        engine.ingest(orjson.dumps(e))
+    people = sum(len(state.people) for state in engine.states.values())
+    sizes = sorted(per_seller.values())
+    return {"sellers": len(sizes), "median_bytes": sizes[len(sizes) // 2], "p99_bytes": sizes[int(len(sizes) * 0.99)],
+            "total_bytes": sum(sizes), "people": people, "bytes_per_person": round(sum(sizes) / max(people, 1), 1)}
+
+
 def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, as_json: bool) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="starcast-bench-"))
     broker = EmbeddedBroker().start()
     report: dict = {"events": n_events, "sellers": n_sellers, "partitions": PARTITIONS, "seed": seed}
     try:
-        send(broker.bootstrap, event_messages(PREFIX, list(simulate(n_events, n_sellers, seed=seed))))
+        events = list(simulate(n_events, n_sellers, seed=seed))
+        send(broker.bootstrap, event_messages(PREFIX, events))
         timeout = 120 + n_events / 500
         report["floor"] = run_baseline("floor", broker, n_events, timeout)
         report["naive"] = run_baseline("naive", broker, n_events, timeout)
@@ -135,6 +162,7 @@ def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, 
         report["scaling_two_to_one"] = round(report["starcast_two_workers"]["events_per_s"]
                                              / report["starcast"]["events_per_s"], 2)
 
+        report["state"] = stored_state(broker, events)
         fresh = WorkerProcess(broker.url, PREFIX, workdir, "restored", partitions=PARTITIONS)
         started = time.monotonic()
         fresh.start().wait_ready(timeout=timeout, recoveries_before=0)
@@ -165,6 +193,10 @@ def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, 
         print(f"  {name:<20} {r['events_per_s']:>8,} events/s   peak RSS {r['peak_rss_mib']} MiB (per process)")
     print(f"  starcast / floor = {report['ratio_starcast_to_floor']}; two workers / one = "
           f"{report['scaling_two_to_one']}")
+    st = report["state"]
+    print(f"  state table per seller (key + value bytes, latest per key): median {st['median_bytes']:,} B, "
+          f"p99 {st['p99_bytes']:,} B; {st['total_bytes']:,} B for {st['people']:,} buyers/visitors tracked = "
+          f"{st['bytes_per_person']} B per person")
     print(f"  restore from changelogs (fresh worker, start to ready): {report['restore_seconds']} s")
     lat = report["latency"]
     print(f"  produce->forecast latency at {lat['offered_per_s']:,} events/s offered ({lat['events']:,} events): "

@@ -5,11 +5,14 @@ Faust's per-message path (`table[key] = value`, `topic.send`: FutureMessage → 
 records are appended to aiokafka record batches (`create_batch`/`send_batch`) and its table
 values go straight into the store of the partition they belong to.
 
-What Faust does on a table write is kept: the value lands in the local store of its partition,
-the changelog record goes to the same partition, and when the broker acknowledges it the
-store's persisted offset moves (so a restart replays only the changelog's tail). Durability
-before commit holds too: the agent flushes the outbox before its batch is acknowledged, and
-Faust flushes the Kafka client (which holds these batches) before it commits offsets.
+A table value goes into the local store of its partition only when the broker has
+acknowledged its changelog record, and the store's persisted offset moves with it (so a restart
+replays only the changelog's tail). The store therefore never runs ahead of its changelog: a
+worker killed between the two would otherwise restart with a forecast in its store that was
+never published, and then not publish it because "nothing changed" (soak round 25: 61 stale
+forecasts). Durability before commit holds too: the agent flushes the outbox before its batch
+is acknowledged, and Faust flushes the Kafka client (which holds these batches) before it
+commits offsets.
 """
 
 from __future__ import annotations
@@ -54,8 +57,7 @@ class Outbox:
     def __init__(self, client: Callable[[], Any]):
         self.client = client  # -> the aiokafka producer (started by Faust)
         self._records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers]]] = {}
-        self._tables: dict[str, faust.Table] = {}  # changelog topic -> table whose offset it moves
-        self._stores: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}  # (changelog, partition)
+        self._tables: dict[str, faust.Table] = {}  # changelog topic -> its table
 
     def __len__(self) -> int:
         return sum(len(records) for records in self._records.values())
@@ -65,40 +67,41 @@ class Outbox:
         self._records.setdefault((topic, partition), []).append((key, value, headers or []))
 
     def put(self, table: faust.Table, partition: int, key: bytes, value: bytes | None) -> None:
-        """A table write: to the store and the changelog with the next flush."""
+        """A table write: the changelog record with the next flush, the store once it is acknowledged."""
         topic = table.changelog_topic.get_topic_name()
         self._tables[topic] = table
-        self._stores.setdefault((topic, partition), []).append((key, value))
         self.send(topic, partition, key, value)
 
     async def flush(self) -> int:
-        """Write the stores, then hand every queued record to the Kafka client; returns how many."""
-        stores, self._stores = self._stores, {}
-        for (topic, partition), writes in stores.items():
-            store_write(self._tables[topic], partition, writes)
+        """Hand every queued record to the Kafka client; returns how many."""
         records, self._records = self._records, {}
         client = self.client()
         sent = 0
         for (topic, partition), queued in records.items():
-            batch = client.create_batch()
-            for key, value, headers in queued:
+            batch, start = client.create_batch(), 0
+            for i, (key, value, headers) in enumerate(queued):
                 if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                    sent += await self._send(client, batch, topic, partition)
-                    batch = client.create_batch()
+                    sent += await self._send(client, batch, topic, partition, queued[start:i])
+                    batch, start = client.create_batch(), i
                     batch.append(timestamp=None, key=key, value=value, headers=headers)
-            sent += await self._send(client, batch, topic, partition)
+            sent += await self._send(client, batch, topic, partition, queued[start:])
         return sent
 
-    async def _send(self, client, batch, topic: str, partition: int) -> int:
+    async def _send(self, client, batch, topic: str, partition: int, records: list) -> int:
         count = batch.record_count()
         if count:
             delivered = await client.send_batch(batch, topic, partition=partition)
             table = self._tables.get(topic)
             if table is not None:
-                delivered.add_done_callback(partial(_persisted, table, TP(topic, partition), count))
+                writes = [(key, value) for key, value, _ in records]
+                delivered.add_done_callback(partial(_stored, table, TP(topic, partition), writes))
         return count
 
 
-def _persisted(table: faust.Table, tp: TP, count: int, delivered) -> None:
-    if not delivered.cancelled() and delivered.exception() is None and delivered.result() is not None:
-        table.data.set_persisted_offset(tp, delivered.result().offset + count - 1)
+def _stored(table: faust.Table, tp: TP, writes: list[tuple[bytes, bytes | None]], delivered) -> None:
+    """The acknowledged changelog records into the store, and its persisted offset past them."""
+    if delivered.cancelled() or delivered.exception() is not None:
+        return  # not in the changelog: the store must not have it either (the batch is replayed)
+    store_write(table, tp.partition, writes)
+    if delivered.result() is not None:
+        table.data.set_persisted_offset(tp, delivered.result().offset + len(writes) - 1)
