@@ -45,9 +45,10 @@ class Events:
         return event("spam_action", ts, seller, conversation_id=conv, action=action)
 
     @staticmethod
-    def order(ts, buyer, order, status="placed", seller="s1", amount=100.0, currency="USD"):
+    def order(ts, buyer, order, status="placed", seller="s1", amount=100.0, currency="USD", track=None):
+        extra = {} if track is None else {"track": track}
         return event("ta_order", ts, seller, buyer_id=buyer, order_id=order, status=status,
-                     amount=amount, currency=currency)
+                     amount=amount, currency=currency, **extra)
 
     @staticmethod
     def visit(ts, visitor, abnormal=False, seller="s1"):
@@ -68,6 +69,37 @@ class Events:
     @staticmethod
     def profile(ts, region, category, seller="s1"):
         return event("seller_profile", ts, seller, region=region, category=category)
+
+    # ---- the score models' events (cn-2020, merchant-3star) -------------------------------
+    @staticmethod
+    def quality(ts, pid, score, removed=False, seller="s1"):
+        return event("product_quality", ts, seller, product_id=pid, score=score, removed=removed)
+
+    @staticmethod
+    def certificate(ts, cid, valid=True, seller="s1"):
+        return event("certificate", ts, seller, certificate_id=cid, valid=valid)
+
+    @staticmethod
+    def search(ts, date, exposures, clicks, seller="s1"):
+        return event("search_stats", ts, seller, date=date, exposures=exposures, clicks=clicks)
+
+    @staticmethod
+    def fulfil(ts, order, agreed, status="shipped", track="customized", seller="s1"):
+        return event("order_fulfilment", ts, seller, order_id=order, status=status, agreed_date=agreed, track=track)
+
+    @staticmethod
+    def evaluation(ts, order, buyer, scores=(5, 5, 5), track="customized", seller="s1"):
+        quality, service, delivery = scores
+        return event("buyer_evaluation", ts, seller, order_id=order, buyer_id=buyer, track=track,
+                     product_quality=quality, seller_service=service, delivery=delivery)
+
+    @staticmethod
+    def dispute(ts, order, arbitration=True, track="customized", seller="s1"):
+        return event("dispute", ts, seller, order_id=order, arbitration=arbitration, track=track)
+
+    @staticmethod
+    def export(ts, order, kind="one_touch_export", track="customized", seller="s1"):
+        return event("export_signal", ts, seller, order_id=order, kind=kind, track=track)
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from streams.core.contract import TOPICS
+
 ROOT = Path(__file__).resolve().parents[1]
 OPS = ROOT / "ops"
 RULES = OPS / "prometheus" / "rules" / "starcast.yml"
@@ -55,6 +57,9 @@ def test_compose_file_is_valid_and_has_the_whole_stack():
         assert services[worker]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
     assert services["simulator"]["profiles"] == ["simulate"]  # opt-in
     init = (OPS / "kafka" / "create-topics.sh").read_text()
+    for topic in set(TOPICS.values()) | {"starcast-ticks", "star-changes", "star-ratings-monthly",
+                                         "starcast-dead-letters", "star-forecasts"}:
+        assert re.search(rf"\b{topic}\b", init), f"create-topics.sh does not create {topic}"
     assert re.search(r"for topic in star-forecasts[^\n]*\n\s+create \"\$topic\" --config cleanup.policy=compact", init)
 
 

@@ -13,12 +13,23 @@ GLOBAL = tomllib.loads((resources.files("streams.rulebooks") / "global-2023.toml
 
 
 def test_every_shipped_rulebook_loads():
-    assert "global-2023" in available()
+    assert available() == ["cn-2020", "global-2023", "merchant-3star"]
     for name in available():
         rb = load(name)
         assert rb.name == name
-        assert set(rb.indicators) == {"potential_products", "top_super_products", "response_time",
-                                      "active_buyers", "conversion_rate", "marketing_index"}
+        if rb.model == "indicators":
+            assert set(rb.indicators) == {"potential_products", "top_super_products", "response_time",
+                                          "active_buyers", "conversion_rate", "marketing_index"}
+        else:  # the score models: four capabilities over the 13 sub-items of seed 003
+            assert len(rb.capabilities) == 4
+            assert set().union(*rb.capabilities.values()) <= set(rb.sub_items)
+    three, cn = load("merchant-3star"), load("cn-2020")
+    assert (three.thresholds, three.max_stars, three.tracks) == ((60, 70, 80), 3, ())
+    assert len(three.sub_items) == 13
+    assert {s.window_ms // 86_400_000 for s in three.sub_items.values() if s.window_ms} == {7, 30, 90, 180, 365}
+    assert three.sub_items["buyer_evaluation"].window_ms is None  # all time
+    assert (cn.thresholds, cn.max_stars, cn.tracks) == ((60, 70, 80, 85, 90), 5, ("customized", "ready_to_ship"))
+    assert str(cn.time_zone) == "Asia/Shanghai" and cn.publish_day == 5 and cn.valid_through_day == 4
 
 
 def test_global_2023_matches_the_spec_table():

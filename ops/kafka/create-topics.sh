@@ -9,7 +9,9 @@ create() {
     --partitions "$PARTITIONS" --replication-factor 1 "${@:2}"
 }
 for topic in buyer-messages seller-replies spam-actions ta-orders penalties store-visits \
-             product-updates seller-profiles marketing-events starcast-ticks \
+             product-updates seller-profiles marketing-events \
+             order-fulfilments buyer-evaluations disputes product-quality certificates \
+             search-stats export-signals starcast-ticks \
              star-changes star-ratings-monthly starcast-dead-letters; do
   create "$topic"
 done

@@ -13,8 +13,23 @@ from streams.core.contract import Event, parse_event
 from streams.core.measures import Aggregator
 from streams.core.rating import rate
 from streams.core.rulebook import Rulebook
+from streams.core import scoring
 from streams.core.state import SellerState
 from streams.core.timeutil import format_ts
+
+
+def new_state(rulebook: Rulebook, seller_id: str, keep_for_freeze: bool = False) -> SellerState:
+    """An empty state of the kind the rulebook's model rates."""
+    if rulebook.model == "score":
+        return scoring.ScoreState(rulebook, seller_id, keep_for_freeze)  # type: ignore[return-value]
+    return SellerState(rulebook, seller_id, keep_for_freeze)
+
+
+def state_from_entities(rulebook: Rulebook, seller_id: str, items: Iterable[tuple[str, str, bytes]],
+                        keep_for_freeze: bool = False) -> SellerState:
+    """A state rebuilt from the entities its `take_dirty()` wrote."""
+    cls = scoring.ScoreState if rulebook.model == "score" else SellerState
+    return cls.from_entities(rulebook, seller_id, items, keep_for_freeze)  # type: ignore[arg-type,return-value]
 
 
 def tune_gc() -> None:
@@ -34,7 +49,7 @@ class Engine:
     def state(self, seller_id: str) -> SellerState:
         state = self.states.get(seller_id)
         if state is None:
-            state = self.states[seller_id] = SellerState(self.rulebook, seller_id, self.keep_for_freeze)
+            state = self.states[seller_id] = new_state(self.rulebook, seller_id, self.keep_for_freeze)
         if self.clock is not None:
             state.advance(self.clock)
         return state
@@ -56,6 +71,8 @@ class Engine:
     def rating(self, seller_id: str, at: int) -> dict[str, Any]:
         """The seller's rating at `at`; incremental for a forward clock, exact for any `at`."""
         state = self.state(seller_id)
+        if self.rulebook.model == "score":  # computed from the facts: few per seller
+            return scoring.rate(seller_id, state, at)
         if state.aggregator is None:
             state.aggregator = Aggregator(state)
         measures = state.aggregator.measures(at)

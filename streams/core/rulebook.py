@@ -17,11 +17,15 @@ from __future__ import annotations
 import tomllib
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from decimal import Decimal
 from importlib import resources
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from streams.core.timeutil import DAY, HOUR
+
+if TYPE_CHECKING:
+    from streams.core.scoring import ScoreBook
 
 INDICATORS = (
     "potential_products",
@@ -34,7 +38,7 @@ INDICATORS = (
 """The indicators the `indicators` model can measure, in output order (SPEC §1.1)."""
 
 OVERRIDABLE = ("potential_products", "top_super_products", "active_buyers", "conversion_rate")
-MODELS = ("indicators",)
+MODELS = ("indicators", "score")
 BONUS_MODES = ("one", "each")
 
 
@@ -161,12 +165,19 @@ def _thresholds(values: object, direction: str, max_stars: int, where: str) -> t
     return tuple(values)
 
 
-def parse(data: dict, source: str = "<rulebook>") -> Rulebook:
+def parse(data: dict, source: str = "<rulebook>") -> "Rulebook | ScoreBook":
     """Build and check a Rulebook from parsed TOML; RulebookError names the first bad key."""
     name = _get(data, "name", str, "")
     model = _get(data, "model", str, "")
     if model not in MODELS:
         raise RulebookError(f"model: unknown model {model!r} (known: {', '.join(MODELS)})")
+    if model == "score":  # SPEC §1.2: capability scores from sub-item breakpoints
+        from streams.core.scoring import ScoreBookError, parse_score
+
+        try:
+            return parse_score(data, source)
+        except ScoreBookError as exc:
+            raise RulebookError(str(exc)) from None
     try:
         zone = ZoneInfo(_get(data, "time_zone", str, ""))
     except (ZoneInfoNotFoundError, ValueError):

@@ -235,6 +235,11 @@ class SellerState:
                 low = min(low, month_end - 1)
         return low
 
+    def next_change(self) -> int | None:
+        """The next instant a window change alters this seller's measures (None: none known)."""
+        heap = self.aggregator.heap if self.aggregator is not None else None
+        return heap[0][0] if heap else None
+
     def mark_frozen(self, month_end: int, record: dict) -> None:
         """Record a freeze. The mark and the record live in one entity, so one write saves both:
         facts are only released once the record that needed them is durable."""

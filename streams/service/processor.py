@@ -26,7 +26,7 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from streams.core.contract import Rejected, decode, validate
-from streams.core.engine import Engine
+from streams.core.engine import Engine, state_from_entities
 from streams.core.rulebook import Rulebook
 from streams.core.state import SUMMARY, SellerState
 from streams.core.timeutil import format_ts, month_start, next_local_midnight
@@ -330,8 +330,12 @@ class RatingProcessor:
         rb = self.rulebook
         start = datetime.fromtimestamp(month_end / 1000, tz=rb.time_zone)
         publish = start.replace(day=rb.publish_day) + timedelta(minutes=rb.publish_minute)
-        following = (start.replace(day=28) + timedelta(days=4)).replace(day=rb.publish_day)
-        following += timedelta(minutes=rb.publish_minute)
+        next_month = start.replace(day=28) + timedelta(days=4)
+        through_day = getattr(rb, "valid_through_day", None)
+        if through_day:  # valid to the end of that day of the next month (cn-2020: the 4th)
+            following = next_month.replace(day=through_day) + timedelta(days=1)
+        else:  # valid until the next publication
+            following = next_month.replace(day=rb.publish_day) + timedelta(minutes=rb.publish_minute)
         to_ms = lambda d: int(d.timestamp() * 1000)  # noqa: E731
         return {"valid_from": format_ts(to_ms(publish)), "valid_until": format_ts(to_ms(following) - 1)}
 
@@ -349,11 +353,11 @@ class RatingProcessor:
                 effects.changes.append((seller, self._change(seller, last, rating)))
         state = engine.states[seller]
         self._collect_writes(state, effects)
-        heap = state.aggregator.heap if state.aggregator is not None else None
-        if heap:
+        when = state.next_change()
+        if when is not None:
             # One live entry per seller: pushing on every event grew the heap by one entry per
             # event until the next midnight (unbounded under re-delivery bursts).
-            when, queued = heap[0][0], self._queued.get(seller)
+            queued = self._queued.get(seller)
             if queued is None or when < queued:
                 self._queued[seller] = when
                 heapq.heappush(self._due.setdefault(partition, []), (when, seller))
@@ -404,7 +408,7 @@ class RatingProcessor:
         for seller, items in grouped.items():
             partition = partition_for(seller, self.partitions)
             engine = self.engine(partition)
-            state = engine.states[seller] = SellerState.from_entities(self.rulebook, seller, items, True)
+            state = engine.states[seller] = state_from_entities(self.rulebook, seller, items, True)
             state.clock = max([state.clock or 0, *state.fact_instants()]) or None
             if state.clock is not None and (engine.clock is None or state.clock > engine.clock):
                 engine.clock = state.clock
