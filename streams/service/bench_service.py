@@ -170,12 +170,15 @@ def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, 
         try:
             load = list(simulate(int(offered * 10), n_sellers, seed=seed + 1))
             before = latency_buckets(fresh)
+            handled_before = _events_handled(fresh)  # the group's offsets are past the first input
             sent = time.monotonic()
             send(broker.bootstrap, event_messages(PREFIX, load), rate=offered)
             achieved = len(load) / (time.monotonic() - sent)
             deadline = time.monotonic() + timeout
-            while _events_handled(fresh) < n_events + len(load) and time.monotonic() < deadline:
+            while _events_handled(fresh) < handled_before + len(load) and time.monotonic() < deadline:
                 time.sleep(0.5)
+            if _events_handled(fresh) < handled_before + len(load):
+                raise RuntimeError(f"the restored worker did not handle the {len(load):,} latency events; see {workdir}")
             after = latency_buckets(fresh)
             report["latency"] = {"offered_per_s": round(achieved), "events": len(load),
                                  "p50_s": quantile(before, after, 0.5), "p99_s": quantile(before, after, 0.99)}

@@ -17,6 +17,7 @@ commits offsets.
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from typing import Any, Callable
 
@@ -73,19 +74,25 @@ class Outbox:
         self.send(topic, partition, key, value)
 
     async def flush(self) -> int:
-        """Hand every queued record to the Kafka client; returns how many."""
+        """Hand every queued record to the Kafka client; returns how many.
+
+        The topic-partitions go concurrently: aiokafka holds a new batch for a partition until
+        the previous one has been sent (up to `linger_ms`), and waiting for each partition in
+        turn made that wait once per partition per batch."""
         records, self._records = self._records, {}
         client = self.client()
-        sent = 0
-        for (topic, partition), queued in records.items():
-            batch, start = client.create_batch(), 0
-            for i, (key, value, headers) in enumerate(queued):
-                if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                    sent += await self._send(client, batch, topic, partition, queued[start:i])
-                    batch, start = client.create_batch(), i
-                    batch.append(timestamp=None, key=key, value=value, headers=headers)
-            sent += await self._send(client, batch, topic, partition, queued[start:])
-        return sent
+        counts = await asyncio.gather(*(self._send_all(client, topic, partition, queued)
+                                        for (topic, partition), queued in records.items()))
+        return sum(counts)
+
+    async def _send_all(self, client, topic: str, partition: int, queued: list) -> int:
+        sent, batch, start = 0, client.create_batch(), 0
+        for i, (key, value, headers) in enumerate(queued):
+            if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                sent += await self._send(client, batch, topic, partition, queued[start:i])
+                batch, start = client.create_batch(), i
+                batch.append(timestamp=None, key=key, value=value, headers=headers)
+        return sent + await self._send(client, batch, topic, partition, queued[start:])
 
     async def _send(self, client, batch, topic: str, partition: int, records: list) -> int:
         count = batch.record_count()

@@ -45,12 +45,27 @@ async def fetched_end_offsets(bootstrap: str, listed: dict, timeout: float = 10.
         await probe.stop()
 
 
+FETCH_WAIT_MS = 20
+
+
 def install(app: faust.App, bootstrap: str) -> None:
     """Make the app's consumer answer `highwaters()` (what table recovery asks) from fetches."""
     new_consumer = app._new_consumer
 
     def consumer_with_true_highwaters():
         consumer = new_consumer()
+        thread = consumer._thread
+        create_client = thread._create_worker_consumer
+
+        def client_with_short_fetch_wait(transport):
+            # tansu answers a fetch that found nothing only when the wait is up, even if
+            # records arrive meanwhile; Faust asks for 1,500 ms, which put up to 1.5 s of
+            # latency on every quiet moment (p50 0.5 s at 5,000 events/s).
+            client = create_client(transport)
+            client._fetch_max_wait_ms = FETCH_WAIT_MS
+            return client
+
+        thread._create_worker_consumer = client_with_short_fetch_wait
         listed_highwaters = consumer.highwaters
 
         async def highwaters(*partitions):

@@ -1,0 +1,66 @@
+"""A worker running a score rulebook (STARCAST_RULEBOOK) on the embedded broker: its API
+answers what `starcast replay --rulebook` says, and March freezes on Beijing time."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+
+import orjson
+import pytest
+
+from streams.core.rulebook import load
+from streams.core.timeutil import parse_ts
+from streams.service import soak
+from streams.service.broker import EmbeddedBroker
+from tests.conftest import rate_events
+from tests.integration.test_streaming import produce_events, tick_all
+from tests.test_score_rulebooks import strong
+
+
+@pytest.fixture(scope="module")
+def broker():
+    b = EmbeddedBroker().start()
+    yield b
+    b.stop()
+
+
+def get(base: str, path: str) -> dict:
+    with urllib.request.urlopen(base + path, timeout=5) as response:
+        return orjson.loads(response.read())
+
+
+@pytest.mark.parametrize("rulebook", ["merchant-3star", "cn-2020"])
+def test_worker_rates_and_freezes_with_a_score_rulebook(broker, tmp_path, rulebook):
+    prefix = f"score-{rulebook}-"
+    worker = soak.WorkerProcess(broker.url, prefix, tmp_path, "w", store="memory://",
+                                extra_env={"STARCAST_RULEBOOK": rulebook})
+    worker.start().wait_ready()
+    try:
+        events = strong("s1") + strong("s2", order_usd=600.0, prefix="q")
+        produce_events(broker, prefix, events)
+        tick_all(broker, prefix, "2026-04-02T00:00:00Z")  # past March's end + 24 h grace, Beijing time
+        want = rate_events(events, "2026-04-02T00:00:00Z", rulebook)
+        deadline = time.monotonic() + 90
+        while True:
+            got = {s: get(worker.base, f"/sellers/{s}") for s in want}
+            if all(soak.comparable(got[s]) == soak.comparable(want[s]) for s in want) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        for seller in want:
+            assert soak.comparable(got[seller]) == soak.comparable(want[seller])
+        assert got["s1"]["stars"] == 3 and got["s2"]["stars"] == 0  # $600 of orders: no transaction star
+        official = None
+        while official is None and time.monotonic() < deadline + 30:
+            try:
+                official = get(worker.base, "/sellers/s1/official")
+            except urllib.error.HTTPError:  # 404 until the freeze is published
+                time.sleep(1)
+        march = rate_events(events, "2026-03-31T15:59:59.999Z", rulebook)["s1"]
+        assert official["month"] == "2026-03" and soak.comparable(official) == soak.comparable(march)
+        assert official["valid_from"] == "2026-04-05T02:00:00Z"
+        assert load(rulebook).time_zone.key == "Asia/Shanghai"
+        assert parse_ts(official["as_of"]) == parse_ts("2026-03-31T15:59:59.999Z")
+    finally:
+        worker.stop()
