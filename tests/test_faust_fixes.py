@@ -68,6 +68,9 @@ def test_input_partitions_never_committed_go_back_to_their_first_record():
         def _is_changelog_tp(self, tp):
             return tp.topic.endswith("-changelog")
 
+        async def earliest_offsets(self, *tps):
+            return {tp: 5 for tp in tps}  # e.g. older records deleted by retention
+
         class _thread:  # noqa: N801 - mirrors Faust's attribute
             @staticmethod
             async def seek_to_beginning(*tps):
@@ -75,8 +78,12 @@ def test_input_partitions_never_committed_go_back_to_their_first_record():
 
     committed = {TP("buyer-messages", 0): None, TP("buyer-messages", 1): 0, TP("buyer-messages", 2): 17,
                  TP("app-state-changelog", 0): None}
-    assert asyncio.run(rewind_uncommitted(Consumer(), committed)) == committed
+    consumer = Consumer()
+    assert asyncio.run(rewind_uncommitted(consumer, committed)) == committed
     assert sorted(Consumer.rewound) == [("buyer-messages", 0), ("buyer-messages", 1)]
+    # where each input partition's reading starts: the hole check in the agent begins there
+    assert consumer.starcast_first_offsets == {TP("buyer-messages", 0): 5, TP("buyer-messages", 1): 5,
+                                               TP("buyer-messages", 2): 17}
 
 
 def test_flush_does_not_wait_for_messages_queued_after_it_began():

@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     if s.embedded_broker:
         # tansu answers ListOffsets(latest) short after batched produces (NOTES.md); table
         # recovery reads its end offsets from fetch high watermarks instead. Real Kafka: not needed.
-        tansu_offsets.install(app, s.broker.split("://", 1)[-1])
+        tansu_offsets.install(app, s.broker.split("://", 1)[-1], s.fetch_wait_ms)
     app.starcast = (s, processor, metrics)  # for tests and the runner
 
     def topic(*names: str, **kw) -> faust.TopicT:
@@ -95,10 +95,18 @@ def create_app(settings: Settings | None = None) -> faust.App:
     outputs = [topic(name) for name in ("star-changes", "star-ratings-monthly", "starcast-dead-letters")]
     outputs += [topic(name) for name in input_names]  # re-keyed messages are forwarded to them
 
+    started = asyncio.Event()  # /healthz answers 503 until the topics and routing metadata are ready
+
     @app.task
     async def declare_topics() -> None:
         for declared in outputs:
             await declared.maybe_declare()
+        # The API routes a seller to its partition's owner through the producer's metadata of
+        # the table's changelog; Faust's own sends used to load it, the outbox's come later.
+        client = app.producer._ensure_producer()
+        for table_ in (forecasts, official):
+            await client.partitions_for(table_.changelog_topic.get_topic_name())
+        started.set()
 
     def table(name: str, **kw) -> faust.Table:
         schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -167,7 +175,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     input_topic_names = {s.topic(name) for name in input_names}
     next_offset: dict = {}  # input TP -> the offset after the last message handled here
     rewound: dict = {}  # input TP -> the offset it was sought back to after a skip
-    seek_back: dict = {}  # input TP -> offset to seek to once the current batch is handled
+    seek_back: dict = {}  # input TP -> first missing offset, re-read by stall_watch if still missing
 
     end_offsets: dict = {}  # input TP -> end offset, refreshed by a timer (never awaited per message)
     held_by: dict[int, list[str]] = {}
@@ -239,19 +247,21 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 return None
         tp, offset = msg.tp, msg.offset
         expected = next_offset.get(tp)
-        if expected is None:
-            expected = app.consumer._committed_offset.get(tp)
+        if expected is None:  # the first message since the last assignment: reading starts here
+            expected = getattr(app.consumer, "starcast_first_offsets", {}).get(tp)
         if expected is not None and offset > expected:
             # Offsets skipped: Faust drops records fetched before a rebalance and carries on
-            # from its fetch position. Handle this one (state is idempotent) and read the
-            # partition again from the first missing offset; until that one comes back the
-            # partition counts as lagging, so no freeze runs without the skipped records.
+            # from its fetch position. Handle this one (state is idempotent); until the first
+            # missing offset comes back the partition counts as lagging, so no freeze runs
+            # without the skipped records. Often Faust's own seek after an assignment brings
+            # it; if not, stall_watch reads the partition again from there once the group has
+            # settled (seeking here, in the middle of Faust's recovery seek, stalled commits).
             if rewound.get(tp) != expected:
-                log.info("starcast: %s/%d skipped from offset %d to %d: reading again from %d",
+                log.info("starcast: %s/%d skipped from offset %d to %d: waiting for %d",
                          msg.topic, msg.partition, expected, offset, expected)
-                rewound[tp] = seek_back[tp] = expected
+                rewound[tp] = expected
+                seek_back[tp] = (expected, time.monotonic())
                 next_offset[tp] = expected
-                metrics.rereads.inc()
         else:
             if expected is not None and offset < expected:  # re-delivered: harmless, rare
                 log.info("starcast: %s/%d re-delivered from offset %d (next was %d)", msg.topic,
@@ -276,8 +286,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
             for partition in by_partition:
                 settle_freeze(partition)
             await outbox.flush()
-            for tp in list(seek_back):
-                await app.consumer.seek(tp, seek_back.pop(tp))
             now = time.time()
             for event in events:
                 if event.message.timestamp and event.message.topic != tick_topic_name:
@@ -304,6 +312,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
         handled = sum(sample.value for sample in metrics.events.collect()[0].samples
                       if sample.name.endswith("_total"))
         idle, handled_at_last_check[0] = handled == handled_at_last_check[0], handled
+        for tp, (missing, since) in list(seek_back.items()):
+            if time.monotonic() - since < 5.0:
+                continue  # Faust's own seek after an assignment usually brings it back first
+            del seek_back[tp]
+            if rewound.get(tp) == missing and next_offset.get(tp) == missing and tp in consumer.assignment():
+                log.warning("starcast: %s/%d still misses offset %d: reading again from there",
+                            tp.topic, tp.partition, missing)
+                await consumer.seek(tp, missing)
+                metrics.rereads.inc()
         for tp, committed, position, highwater in await faust_fixes.reread_stalled(consumer, stalls, idle):
             log.warning("starcast: %s/%d stuck at committed offset %s (fetch position %s, end %s): re-reading",
                         tp.topic, tp.partition, committed, position, highwater)
@@ -360,6 +377,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @app.page("/healthz")
     class Health(faust.web.View):
         async def get(self, request):
+            if not started.is_set():
+                return self.json({"status": "starting"}, status=503)
             return self.json({"status": "ok", "rulebook": rulebook.name, "partitions": s.partitions,
                               "clocks": {str(p): c for p, c in processor.clocks().items()}})
 

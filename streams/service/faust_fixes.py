@@ -97,10 +97,21 @@ def install(app: faust.App) -> None:
 
 
 async def rewind_uncommitted(consumer, committed: dict) -> dict:
-    """Seek input partitions that have no committed offset to their first record."""
-    never = [tp for tp, offset in committed.items() if not offset and not consumer._is_changelog_tp(tp)]
+    """Seek input partitions that have no committed offset to their first record.
+
+    Also records, as `consumer.starcast_first_offsets`, the offset each input partition's
+    reading starts from (committed, or the earliest for a never-committed one): the agent's
+    check that offsets arrive without holes starts there. Without it, records Faust dropped
+    at the start of a never-committed partition (fetched before flow resumed, which a short
+    fetch wait makes likely) were lost without a trace."""
+    inputs = {tp: offset for tp, offset in committed.items() if not consumer._is_changelog_tp(tp)}
+    never = [tp for tp, offset in inputs.items() if not offset]
+    first = {tp: offset for tp, offset in inputs.items() if offset}
     if never:
         await consumer._thread.seek_to_beginning(*never)
+        earliest = await consumer.earliest_offsets(*never)
+        first.update({tp: earliest.get(tp) or 0 for tp in never})
+    consumer.starcast_first_offsets = first
     return committed
 
 
