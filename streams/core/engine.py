@@ -18,18 +18,20 @@ from streams.core.state import SellerState
 from streams.core.timeutil import format_ts
 
 
+def state_class(rulebook: Rulebook) -> type[SellerState]:
+    """The kind of per-seller state the rulebook's model rates."""
+    return scoring.ScoreState if rulebook.model == "score" else SellerState  # type: ignore[return-value]
+
+
 def new_state(rulebook: Rulebook, seller_id: str, keep_for_freeze: bool = False) -> SellerState:
     """An empty state of the kind the rulebook's model rates."""
-    if rulebook.model == "score":
-        return scoring.ScoreState(rulebook, seller_id, keep_for_freeze)  # type: ignore[return-value]
-    return SellerState(rulebook, seller_id, keep_for_freeze)
+    return state_class(rulebook)(rulebook, seller_id, keep_for_freeze)
 
 
 def state_from_entities(rulebook: Rulebook, seller_id: str, items: Iterable[tuple[str, str, bytes]],
                         keep_for_freeze: bool = False) -> SellerState:
     """A state rebuilt from the entities its `take_dirty()` wrote."""
-    cls = scoring.ScoreState if rulebook.model == "score" else SellerState
-    return cls.from_entities(rulebook, seller_id, items, keep_for_freeze)  # type: ignore[arg-type,return-value]
+    return state_class(rulebook).from_entities(rulebook, seller_id, items, keep_for_freeze)
 
 
 def tune_gc() -> None:

@@ -113,6 +113,8 @@ class Rulebook:
     indicators: dict[str, Threshold]
     overrides: tuple[Override, ...] = field(default=())
     description: str = ""
+    valid_through_day: int | None = None  # privileges end with this day of the next month (None: at
+    # the next publication); score rulebooks set it (cn-2020: the 4th), see scoring.ScoreBook
     _resolved: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property

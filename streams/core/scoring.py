@@ -24,12 +24,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 
 from streams.core.contract import Event, Rejected, UNKNOWN_CURRENCY
+from streams.core.state import MICRO, SUMMARY, lww_add, lww_at  # one key layout in the state table
 from streams.core.timeutil import DAY, HOUR, format_ts, parse_ts
 
-SUMMARY = "s"  # the same kind name as SellerState's summary: one key layout in the state table
 TRACKS = ("customized", "ready_to_ship")
 PAID = ("paid", "shipped", "delivered", "completed")  # "matched and received"
-MICRO = Decimal(1_000_000)
 
 # The sub-items the engine can measure: name -> (what it is, does it depend on the order track).
 SUB_ITEMS: dict[str, tuple[str, bool]] = {
@@ -47,7 +46,6 @@ SUB_ITEMS: dict[str, tuple[str, bool]] = {
     "buyer_evaluation": ("mean of every evaluation's three dimensions, all time (1-5)", True),
     "satisfied_order_rate": ("paid orders not escalated to arbitration / paid orders in the window", True),
 }
-ALL_TIME = None
 
 
 class ScoreBookError(ValueError):
@@ -164,33 +162,6 @@ def parse_score(data: dict, source: str) -> ScoreBook:
 
 
 # ---- facts -----------------------------------------------------------------------------------
-def _lww(versions: list[list[Any]], version: list[Any]) -> bool:
-    """Insert a [ts, event_id, ...] version in (ts, event_id) order; False if already there."""
-    key = (version[0], version[1])
-    for i, existing in enumerate(versions):
-        if (existing[0], existing[1]) == key:
-            return False
-        if (existing[0], existing[1]) > key:
-            versions.insert(i, version)
-            return True
-    versions.append(version)
-    return True
-
-
-def _at(versions: list[list[Any]], at: int) -> list[Any] | None:
-    """The version current at `at` (the latest with ts <= at)."""
-    current = None
-    for version in versions:
-        if version[0] > at:
-            break
-        current = version
-    return current
-
-
-def _min(a: int | None, b: int) -> int:
-    return b if a is None or b < a else a
-
-
 # Entity kinds in the state table (besides the summary), one value per (kind, key).
 ORDER, FULFIL, EVAL, DISPUTE, EXPORT, QUALITY, CERT, SEARCH, PENALTY, CONV, VISITOR = (
     "o", "f", "e", "d", "t", "q", "r", "h", "x", "c", "v")
@@ -225,39 +196,40 @@ class ScoreState:
         if kind == "ta_order":
             key = body["order_id"]
             usd = self._usd(body["amount"], body["currency"])
-            changed = _lww(facts[ORDER].setdefault(key, []),
+            changed = lww_add(facts[ORDER].setdefault(key, []),
                            [ts, eid, body["status"], usd, body.get("track", "customized"), body["buyer_id"]])
         elif kind == "order_fulfilment":
             key = body["order_id"]
             agreed = parse_ts(body["agreed_date"])
-            changed = _lww(facts[FULFIL].setdefault(key, []),
+            changed = lww_add(facts[FULFIL].setdefault(key, []),
                            [ts, eid, body["status"], agreed, body.get("track", "customized")])
         elif kind == "buyer_evaluation":
             key = body["order_id"]
             mean = (body["product_quality"] + body["seller_service"] + body["delivery"]) / 3
-            changed = _lww(facts[EVAL].setdefault(key, []), [ts, eid, mean, body.get("track", "customized")])
+            changed = lww_add(facts[EVAL].setdefault(key, []), [ts, eid, mean, body.get("track", "customized")])
         elif kind == "dispute":
             key = body["order_id"]
-            changed = _lww(facts[DISPUTE].setdefault(key, []),
+            changed = lww_add(facts[DISPUTE].setdefault(key, []),
                            [ts, eid, body["arbitration"], body.get("track", "customized")])
         elif kind == "export_signal":
             key = f"{body['order_id']}|{body['kind']}"
             old = facts[EXPORT].get(key)
-            new = [_min(old[0] if old else None, ts), body["order_id"], body["kind"], body.get("track", "customized")]
+            first = ts if old is None else min(old[0], ts)
+            new = [first, body["order_id"], body["kind"], body.get("track", "customized")]
             changed = old != new
             facts[EXPORT][key] = new
         elif kind == "product_quality":
             key = body["product_id"]
-            changed = _lww(facts[QUALITY].setdefault(key, []), [ts, eid, body["score"], body.get("removed", False)])
+            changed = lww_add(facts[QUALITY].setdefault(key, []), [ts, eid, body["score"], body.get("removed", False)])
         elif kind == "certificate":
             key = body["certificate_id"]
-            changed = _lww(facts[CERT].setdefault(key, []), [ts, eid, body["valid"]])
+            changed = lww_add(facts[CERT].setdefault(key, []), [ts, eid, body["valid"]])
         elif kind == "search_stats":
             key = body["date"]
-            changed = _lww(facts[SEARCH].setdefault(key, []), [ts, eid, body["exposures"], body["clicks"]])
+            changed = lww_add(facts[SEARCH].setdefault(key, []), [ts, eid, body["exposures"], body["clicks"]])
         elif kind == "penalty":
             key = body["penalty_id"]
-            changed = _lww(facts[PENALTY].setdefault(key, []),
+            changed = lww_add(facts[PENALTY].setdefault(key, []),
                            [ts, eid, int(body["points"]), body.get("revoked", False)])
         elif kind == "buyer_message":
             key = body["conversation_id"]
@@ -428,14 +400,14 @@ def measure(state: ScoreState, at: int, track: str | None) -> dict[str, float | 
         return track is None or t == track
 
     if "product_info_quality" in win:
-        scores = [v[2] for v in (_at(versions, at) for versions in facts[QUALITY].values()) if v and not v[3]]
+        scores = [v[2] for v in (lww_at(versions, at) for versions in facts[QUALITY].values()) if v and not v[3]]
         values["product_info_quality"] = sum(scores) / len(scores) if scores else None
     if "certificates" in win:
-        values["certificates"] = sum(1 for versions in facts[CERT].values() if (v := _at(versions, at)) and v[2])
+        values["certificates"] = sum(1 for versions in facts[CERT].values() if (v := lww_at(versions, at)) and v[2])
     if "risk_points" in win:
         points = 0
         for versions in facts[PENALTY].values():
-            current = _at(versions, at)
+            current = lww_at(versions, at)
             if current and not current[3] and _inside(versions[0][0], at, win["risk_points"]):
                 points += current[2]
         values["risk_points"] = points
@@ -462,7 +434,7 @@ def measure(state: ScoreState, at: int, track: str | None) -> dict[str, float | 
         w = win["click_through_rate"]
         shown = clicked = 0
         for date, versions in facts[SEARCH].items():
-            current = _at(versions, at)
+            current = lww_at(versions, at)
             if current and _inside(_date_start(date, book), at, w):
                 shown, clicked = shown + current[2], clicked + current[3]
         values["click_through_rate"] = clicked / shown if shown else None
@@ -482,9 +454,9 @@ def measure(state: ScoreState, at: int, track: str | None) -> dict[str, float | 
     if "ta_buyers" in win:
         values["ta_buyers"] = len({buyer for buyer, _ in paid.values()})
     if "satisfied_order_rate" in win:
-        escalated = sum(1 for oid in paid if (v := _at(facts[DISPUTE].get(oid, []), at)) and v[2])
+        escalated = sum(1 for oid in paid if (v := lww_at(facts[DISPUTE].get(oid, []), at)) and v[2])
         values["satisfied_order_rate"] = (len(paid) - escalated) / len(paid) if paid else None
-    fulfilled = {oid: v for oid, versions in facts[FULFIL].items() if (v := _at(versions, at)) and on_track(v[4])}
+    fulfilled = {oid: v for oid, versions in facts[FULFIL].items() if (v := lww_at(versions, at)) and on_track(v[4])}
     if "on_time_delivery_rate" in win:
         w = win["on_time_delivery_rate"]
         # Due in the window (agreed date passed), or shipped early inside it; cancelled never.
@@ -502,7 +474,7 @@ def measure(state: ScoreState, at: int, track: str | None) -> dict[str, float | 
                 best[oid] = max(best.get(oid, 0.0), weights.get(kind, 0.0))  # one order counts once
         values["export_visualization"] = min(sum(best.values()) / len(shipped), 1.0) if shipped else None
     if "buyer_evaluation" in win:
-        means = [v[2] for versions in facts[EVAL].values() if (v := _at(versions, at)) and on_track(v[3])]
+        means = [v[2] for versions in facts[EVAL].values() if (v := lww_at(versions, at)) and on_track(v[3])]
         values["buyer_evaluation"] = sum(means) / len(means) if means else None
     return values
 

@@ -54,7 +54,7 @@ def _drop_through(instants: list[int], cut: int) -> None:
         del instants[:i]
 
 
-def _lww_add(versions: list[list[Any]], version: list[Any]) -> bool:
+def lww_add(versions: list[list[Any]], version: list[Any]) -> bool:
     """Add `[ts, event_id, ...]` to a history kept sorted by (ts, event_id); dedupe by id."""
     key = (version[0], version[1])
     for v in versions:
@@ -321,7 +321,7 @@ class SellerState:
             cid = body["conversation_id"]
             conv = self._conversation(cid)
             conv.touch(ts)
-            if _lww_add(conv.spam, [ts, event.event_id, body["action"]]):
+            if lww_add(conv.spam, [ts, event.event_id, body["action"]]):
                 self.dirty.add((CONVERSATION, cid))
                 self.changed.add((K_CONVERSATION, cid))
                 if conv.buyer is not None:
@@ -341,25 +341,25 @@ class SellerState:
             if body["status"] == "placed" and (order.placed is None or ts < order.placed):
                 order.placed = ts
             if ts > keep_after:  # older statuses can't be current inside a future window
-                _lww_add(order.statuses, [ts, event.event_id, body["status"]])
+                lww_add(order.statuses, [ts, event.event_id, body["status"]])
             self.dirty.add((ORDER, oid))
             self.changed.add((K_PERSON, order.buyer))
         elif kind == "product_update":
             pid = body["product_id"]
             version = [ts, event.event_id, body["tier"], body["has_video"], body.get("removed", False)]
-            if _lww_add(self.products.setdefault(pid, []), version):
+            if lww_add(self.products.setdefault(pid, []), version):
                 self.dirty.add((PRODUCT, pid))
                 self.changed.add((K_PRODUCT, pid))
         elif kind == "penalty":
             pid = body["penalty_id"]
             version = [ts, event.event_id, int(body["points"]), body["serious"], body.get("revoked", False)]
-            if _lww_add(self.penalties.setdefault(pid, []), version):
+            if lww_add(self.penalties.setdefault(pid, []), version):
                 self.dirty.add((PENALTY, pid))
                 self.changed.add((K_PENALTY, pid))
         elif kind == "marketing":
             self._apply_marketing(event, keep_after)
         elif kind == "seller_profile":
-            if _lww_add(self.profile, [ts, event.event_id, body["region"], body["category"]]):
+            if lww_add(self.profile, [ts, event.event_id, body["region"], body["category"]]):
                 self.dirty.add((SUMMARY, ""))
         return True
 
@@ -380,9 +380,9 @@ class SellerState:
                 self.rfq[eid] = ts
                 self.changed.add((K_RFQ, eid))
         elif what == "premium_ads":
-            _lww_add(self.premium_ads, [ts, eid, body["active"]])
+            lww_add(self.premium_ads, [ts, eid, body["active"]])
         elif what == "showcases":
-            _lww_add(self.showcases, [ts, eid, body["all_open"]])
+            lww_add(self.showcases, [ts, eid, body["all_open"]])
         self.dirty.add((SUMMARY, ""))
 
     @staticmethod

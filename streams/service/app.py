@@ -132,7 +132,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         metrics.restored.set(restored)
         months = [record["month"] for record in processor.official.values() if "month" in record]
         if months:  # a restarted worker still knows its latest freeze (the FreezeLate alert)
-            metrics.freeze_month.set(int(max(months).replace("-", "")))
+            metrics.froze(max(months))
         metrics.star_levels(processor.published)
         log.info("starcast: rebuilt %d sellers from the state table", restored)
 
@@ -153,7 +153,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             outbox.put(official, partition, seller.encode(), data)
             outbox.send(names["star-ratings-monthly"], partition, seller.encode(), data)
             metrics.frozen.inc()
-            metrics.freeze_month.set(int(record["month"].replace("-", "")))
+            metrics.froze(record["month"])
         for dead in effects.dead_letters:  # kept in the partition they came from
             headers = [("starcast-origin-topic", dead.topic.encode()),
                        ("starcast-origin-partition", str(dead.partition).encode()),

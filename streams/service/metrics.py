@@ -45,6 +45,10 @@ class Metrics:
         for direction in ("up", "down"):  # exported from the start, so rate()/increase() see the first change
             self.star_changes.labels(direction=direction)
 
+    def froze(self, month: str) -> None:
+        """The latest month frozen ("YYYY-MM"), as the YYYYMM gauge the FreezeLate alert reads."""
+        self.freeze_month.set(int(month.replace("-", "")))
+
     def star_levels(self, published: dict[str, dict]) -> None:
         counts = [0] * 6
         for rating in published.values():

@@ -60,9 +60,6 @@ class Outbox:
         self._records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers]]] = {}
         self._tables: dict[str, faust.Table] = {}  # changelog topic -> its table
 
-    def __len__(self) -> int:
-        return sum(len(records) for records in self._records.values())
-
     def send(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
              headers: Headers | None = None) -> None:
         self._records.setdefault((topic, partition), []).append((key, value, headers or []))

@@ -331,9 +331,8 @@ class RatingProcessor:
         start = datetime.fromtimestamp(month_end / 1000, tz=rb.time_zone)
         publish = start.replace(day=rb.publish_day) + timedelta(minutes=rb.publish_minute)
         next_month = start.replace(day=28) + timedelta(days=4)
-        through_day = getattr(rb, "valid_through_day", None)
-        if through_day:  # valid to the end of that day of the next month (cn-2020: the 4th)
-            following = next_month.replace(day=through_day) + timedelta(days=1)
+        if rb.valid_through_day:  # valid to the end of that day of the next month (cn-2020: the 4th)
+            following = next_month.replace(day=rb.valid_through_day) + timedelta(days=1)
         else:  # valid until the next publication
             following = next_month.replace(day=rb.publish_day) + timedelta(minutes=rb.publish_minute)
         to_ms = lambda d: int(d.timestamp() * 1000)  # noqa: E731
@@ -406,7 +405,7 @@ class RatingProcessor:
             seller, kind, key = split_state_key(bytes(raw_key))
             grouped.setdefault(seller, []).append((kind, key, bytes(data)))
         for seller, items in grouped.items():
-            partition = partition_for(seller, self.partitions)
+            partition = self.partition_of[seller]
             engine = self.engine(partition)
             state = engine.states[seller] = state_from_entities(self.rulebook, seller, items, True)
             state.clock = max([state.clock or 0, *state.fact_instants()]) or None
