@@ -117,12 +117,19 @@ def test_a_partition_whose_commit_stops_with_records_waiting_is_stuck_after_thre
     assert [detector.observe(tp, 1, 2) for _ in range(4)] == [False, False, True, False]
 
 
-def test_progress_or_an_idle_caught_up_partition_is_never_stuck():
+def test_a_busy_worker_or_an_idle_caught_up_partition_is_never_stuck():
     detector, busy, idle = StallDetector(checks=3), TP("visits", 0), TP("visits", 1)
-    for committed in range(100, 110):  # slow but moving
-        assert not detector.observe(busy, committed, 500)
+    for committed in range(100, 110):  # behind, but the worker handles messages
+        assert not detector.observe(busy, committed, 500, idle=False)
     for _ in range(10):  # nothing waiting: committed == end
         assert not detector.observe(idle, 42, 42)
+
+
+def test_a_committed_offset_creeping_while_nothing_is_handled_is_stuck():
+    # The scaling test's case: stale acks committed a few offsets every commit, far behind
+    # records already fetched, while the worker handled nothing.
+    detector, tp = StallDetector(checks=3), TP("visits", 0)
+    assert [detector.observe(tp, committed, 721) for committed in (134, 141, 145)] == [False, False, True]
 
 
 def test_never_committed_partitions_with_records_count_as_waiting_and_reset_forgets():
@@ -138,3 +145,54 @@ def test_a_busy_worker_is_never_judged_stuck():
     detector, tp = StallDetector(checks=3), TP("visits", 3)
     assert not any(detector.observe(tp, 5928, 7430, idle=False) for _ in range(10))
     assert [detector.observe(tp, 5928, 7430, idle=True) for _ in range(3)] == [False, False, True]
+
+
+def generation_app(name: str):
+    """An app with the fixes installed, its consumer (never started) acking topic "visits"."""
+    app = faust.App(name, broker="kafka://127.0.0.1:1")
+    install(app)
+    app.topics._acking_topics.add("visits")
+    app.consumer_generation_id = 2
+    return app, app.consumer
+
+
+def visit(offset: int, generation: int):
+    from faust.types.tuples import ConsumerMessage
+
+    return ConsumerMessage("visits", 0, offset, 0.0, 0, [], b"k", b"v", None, generation_id=generation)
+
+
+def test_acks_of_messages_fetched_before_the_last_rebalance_are_ignored():
+    app, consumer = generation_app("generation-acks")
+    tp = TP("visits", 0)
+    # Mid-rebalance: the revoke forgot the committed offset, and an old batch finishes late.
+    assert consumer.ack(visit(140, generation=1)) is False
+    consumer._committed_offset[tp] = 293  # the assignment reads it from the broker
+    assert consumer.ack(visit(293, generation=2)) is True
+    assert consumer._acked[tp] == [293]
+
+
+def test_a_commit_whose_generation_ended_during_its_flush_is_dropped():
+    app, consumer = generation_app("generation-commit")
+    tp = TP("visits", 0)
+    sent: list = []
+
+    async def commit(offsets):
+        sent.append(dict(offsets))
+        return True
+
+    async def rebalance_during_flush():
+        app.consumer_generation_id += 1  # revoked and assigned again meanwhile...
+        consumer._committed_offset[tp] = 293  # ...and the committed offset read from the broker
+
+    async def flush_only():
+        pass
+
+    consumer._commit, consumer.assignment = commit, lambda: {tp}
+    app.producer.flush = rebalance_during_flush
+    assert asyncio.run(consumer._commit_offsets({tp: 141})) is False
+    assert sent == [] and consumer._committed_offset[tp] == 293  # not sent, not recorded
+
+    app.producer.flush = flush_only  # the same generation throughout: committed as Faust does
+    assert asyncio.run(consumer._commit_offsets({tp: 300})) is True
+    assert sent == [{tp: 300}] and consumer._committed_offset[tp] == 300

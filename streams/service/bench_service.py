@@ -106,7 +106,7 @@ def measure_workers(broker: EmbeddedBroker, workdir: Path, names: list[str], n: 
             if sum(counts) >= n:
                 last = (now, sum(counts))
                 break
-            time.sleep(0.1)
+            time.sleep(0.25)  # each poll is a /metrics scrape of a busy worker: not too often
     finally:
         for sampler in samplers:
             sampler.__exit__()

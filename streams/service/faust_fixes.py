@@ -1,4 +1,4 @@
-"""Two at-least-once holes in faust-streaming 0.15.3 that the soak test found, closed here.
+"""At-least-once holes in faust-streaming 0.15.3 that the soak and scaling tests found, closed here.
 
 1. **Commits ahead of table writes.** Faust sends table changelog writes through a
    `ProducerBuffer`, and before committing offsets it calls `producer.flush()`, whose buffer part
@@ -25,6 +25,17 @@
    lost). `StallDetector` finds input partitions whose committed offset has not moved for three
    checks while records wait past it and the worker is idle; the worker seeks them back to the
    committed offset.
+
+4. **Bookkeeping of one generation applied to the next.** A rebalance forgets a partition's
+   acked offsets and committed offset, then sets the committed offset again from the broker. Two
+   things from before it could still land afterwards: acks of events the agent was handling
+   when it began (a batch finishes after the rebalance), and a commit whose offsets were
+   computed before it and whose `producer.flush()` outlasted it; Faust then records (and sends)
+   the old offset, so the committed offset went *back* (seen: 293 -> 134) while the acked
+   offsets were beyond it, and the partition never committed again ("commit stuck behind the
+   end" in the 1 -> 2 -> 1 scaling test). `install` makes acks of an earlier generation's
+   messages no-ops (the message is re-read if its offset was not committed) and drops a commit
+   whose generation ended before it reached the broker.
 """
 
 from __future__ import annotations
@@ -33,6 +44,8 @@ import asyncio
 
 import faust
 from faust.transport.producer import ProducerBuffer
+
+from streams.service import eager_drain
 
 
 class DrainingProducerBuffer(ProducerBuffer):
@@ -91,9 +104,49 @@ def install(app: faust.App) -> None:
             return await rewind_uncommitted(consumer, committed)
 
         consumer.seek_to_committed = seek_to_committed_or_beginning
+        guard_generations(consumer)
+        eager_drain.install(consumer)  # not a fix: the fetch loop without a task per message
         return consumer
 
     app._new_consumer = consumer_rereading_uncommitted
+
+
+def guard_generations(consumer) -> None:
+    """Hole 4: acks and commits count only within the consumer generation they began in."""
+    app = consumer.app
+    ack = consumer.ack
+
+    def ack_of_this_generation(message) -> bool:
+        generation = getattr(message, "generation_id", None)
+        if generation is not None and generation != app.consumer_generation_id:
+            return False  # fetched before the last rebalance: not this generation's to commit
+        return ack(message)
+
+    consumer.ack = ack_of_this_generation
+    commit_offsets = consumer._commit_offsets
+
+    async def commit_offsets_of_this_generation(offsets, start_new_transaction: bool = True) -> bool:
+        if consumer.in_transaction:
+            return await commit_offsets(offsets, start_new_transaction)
+        generation = app.consumer_generation_id
+        assignment = consumer.assignment()
+        committable = {tp: offset for tp, offset in offsets.items() if tp in assignment}
+        if not committable:
+            return False
+        await app.producer.flush()  # the table writes before the offsets (hole 1)
+        if app.consumer_generation_id != generation or app.rebalancing:
+            consumer.log.info("starcast: commit computed before a rebalance dropped: %r", committable)
+            return False
+        did_commit = await consumer._commit(committable)
+        if app.consumer_generation_id != generation:
+            return False  # the new generation's committed offsets were set from the broker
+        if did_commit:
+            app.tables.on_commit(committable)
+        consumer._committed_offset.update(committable)  # as Faust: a refused commit is retried higher
+        app.monitor.on_tp_commit(committable)
+        return did_commit
+
+    consumer._commit_offsets = commit_offsets_of_this_generation
 
 
 async def rewind_uncommitted(consumer, committed: dict) -> dict:
@@ -117,21 +170,21 @@ async def rewind_uncommitted(consumer, committed: dict) -> dict:
 
 class StallDetector:
     """Which input partitions are stuck: records wait past the committed offset (fetched or
-    not), that offset has not moved, and the worker handled nothing at all, for `checks`
-    consecutive checks. A busy worker is never judged: under a backlog a partition can wait
-    behind others for a long time, and re-reading it then would only add to the backlog."""
+    not) and the worker handled nothing at all, for `checks` consecutive checks. A busy worker
+    is never judged: under a backlog a partition can wait behind others for a long time, and
+    re-reading it then would only add to the backlog. A committed offset that creeps while
+    nothing is handled is no progress (hole 4 showed one: stale acks committed a few at a time)."""
 
     def __init__(self, checks: int = 3):
         self.checks = checks
-        self._seen: dict = {}  # tp -> (committed offset at the last check, idle checks unchanged)
+        self._seen: dict = {}  # tp -> consecutive idle checks with records waiting
 
     def observe(self, tp, committed: int | None, end: int | None, idle: bool = True) -> bool:
         """`idle`: the worker handled no message since the previous check."""
-        last, unchanged = self._seen.get(tp, (committed, 0))
         waiting = end is not None and end > (committed or 0)
-        unchanged = unchanged + 1 if waiting and idle and last == committed else 0
-        stuck = unchanged >= self.checks
-        self._seen[tp] = (committed, 0 if stuck else unchanged)  # after a re-read, judge afresh
+        checks = self._seen.get(tp, 0) + 1 if waiting and idle else 0
+        stuck = checks >= self.checks
+        self._seen[tp] = 0 if stuck else checks  # after a re-read, judge afresh
         return stuck
 
     def reset(self) -> None:

@@ -56,11 +56,11 @@ def install(app: faust.App, bootstrap: str, fetch_wait_ms: int = 0) -> None:
 
         def client_with_short_fetch_wait(transport):
             # tansu answers a fetch that found nothing only when the wait is up, even if
-            # records arrive meanwhile; Faust asks for 1,500 ms, which puts up to 1.5 s of
-            # latency on every quiet moment (p50 0.5-1 s, p99 2.5 s at 5,000 events/s; with
-            # 20 ms: p50 0.1 s, p99 0.25 s). Opt-in (STARCAST_FETCH_WAIT_MS): with a short wait
-            # the 1 -> 2 -> 1 scaling test ends with a commit stuck behind the end (no data lost,
-            # cause not found yet), so the default stays Faust's.
+            # records arrive meanwhile, and aiokafka keeps one fetch in flight per broker: with
+            # Faust's 1,500 ms every quiet partition held back the busy ones (throughput) and
+            # put up to 1.5 s on every quiet moment (latency). 20 ms by default
+            # (STARCAST_FETCH_WAIT_MS; 0 keeps Faust's). The scaling test's "commit stuck
+            # behind the end" that kept it opt-in was Faust's gap bookkeeping (eager_drain.py).
             client = create_client(transport)
             client._fetch_max_wait_ms = fetch_wait_ms
             return client
