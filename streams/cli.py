@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("file", help="JSON lines of events, or - for stdin")
     p.add_argument("--at", help="evaluation instant, RFC 3339 (default: the latest ts in the file)")
     p.add_argument("--rulebook", default="global-2023", help=f"one of {', '.join(available())}, or a .toml path")
+    p.add_argument("--groups", help="a seller-groups file: a rulebook per group of sellers (docs/rulebooks.md)")
 
     p = sub.add_parser("worker", help="run a Faust worker against STARCAST_BROKER")
     p.add_argument("--loglevel", default="warning")
@@ -68,10 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
 
     if args.command == "replay":
+        from streams.core.groups import load_groups
         from streams.replay import run
 
         try:
-            return run(args.file, rulebook, args.at, sys.stdout.buffer)
+            selection = load_groups(args.groups, default=rulebook.name) if args.groups else rulebook
+        except RulebookError as exc:
+            parser.error(str(exc))
+        try:
+            return run(args.file, selection, args.at, sys.stdout.buffer)
         except ValueError as exc:
             parser.error(f"--at: {exc}")
     if args.command == "worker":

@@ -1,9 +1,10 @@
-"""`starcast replay FILE [--at RFC3339] [--rulebook NAME]` (SPEC §4).
+"""`starcast replay FILE [--at RFC3339] [--rulebook NAME] [--groups FILE]` (SPEC §4).
 
 Reads JSON lines of any event types, prints one rating per seller sorted by seller_id. Lines
 that fail the contract go to stderr with their line number and reason; the replay goes on.
 The evaluation instant is the clock: an event more than a day after it is `future_ts`, and
-events after it (within that day) are kept but are not yet visible to the rating.
+events after it (within that day) are kept but are not yet visible to the rating. With seller
+groups (streams/core/groups.py) each seller is rated by its group's rulebook.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ import orjson
 
 from streams.core.contract import FUTURE_TOLERANCE_MS, FUTURE_TS, Rejected, decode, validate
 from streams.core.engine import Engine
+from streams.core.groups import RulebookSelection
 from streams.core.rulebook import Rulebook
 from streams.core.timeutil import parse_ts
 
 
-def replay(lines: Iterable[bytes], rulebook: Rulebook, at: int | None = None,
+def replay(lines: Iterable[bytes], rulebook: Rulebook | RulebookSelection, at: int | None = None,
            errors: IO[str] | None = None) -> list[dict]:
-    """Ratings for every seller in `lines`; rejected lines are reported to `errors`."""
+    """Ratings for every seller in `lines`, sorted by seller; rejected lines are reported to
+    `errors`. `rulebook`: one for every seller, or a selection by seller group."""
+    selection = rulebook if isinstance(rulebook, RulebookSelection) else RulebookSelection.single(rulebook)
     rejected: list[tuple[int, Rejected]] = []
     events = []
     for number, line in enumerate(lines, start=1):
@@ -33,21 +37,23 @@ def replay(lines: Iterable[bytes], rulebook: Rulebook, at: int | None = None,
             rejected.append((number, exc))
     if at is None and events:  # default instant: the latest valid ts in the file
         at = max(event.ts for _, event in events)
-    engine = Engine(rulebook)
+    engines = {book.name: Engine(book) for book in selection.rulebooks}
     for number, event in events:
         try:
             if event.ts > at + FUTURE_TOLERANCE_MS:
                 raise Rejected(FUTURE_TS, f"ts: {event.body['ts']} is more than a day after --at")
-            engine.apply(event)
+            engines[selection.rulebook_for(event.seller_id).name].apply(event)
         except Rejected as exc:
             rejected.append((number, exc))
     errors = errors if errors is not None else sys.stderr
     for number, exc in sorted(rejected, key=lambda item: item[0]):
         errors.write(f"line {number}: {exc.reason}: {exc.message}\n")
-    return [] if at is None else engine.ratings(at)
+    if at is None:
+        return []
+    return sorted((r for engine in engines.values() for r in engine.ratings(at)), key=lambda r: r["seller_id"])
 
 
-def run(path: str, rulebook: Rulebook, at: str | None, out: IO[bytes]) -> int:
+def run(path: str, rulebook: Rulebook | RulebookSelection, at: str | None, out: IO[bytes]) -> int:
     instant = parse_ts(at) if at else None
     with (sys.stdin.buffer if path == "-" else open(path, "rb")) as fh:
         ratings = replay(fh, rulebook, instant)

@@ -27,11 +27,12 @@ import orjson
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from streams.core.groups import load_groups
 from streams.core.rulebook import load
 from streams.service import faust_fixes, tansu_offsets
 from streams.service.metrics import Metrics
 from streams.service.outbox import Outbox
-from streams.service.processor import Effects, Incoming, RatingProcessor, Tick, defer_freeze
+from streams.service.processor import Effects, GroupedProcessor, Incoming, RatingProcessor, Tick, defer_freeze
 from streams.service.settings import Settings
 
 log = logging.getLogger("starcast")
@@ -42,9 +43,12 @@ OUTPUTS = ("star-forecasts", "star-changes", "star-ratings-monthly", "starcast-d
 
 def create_app(settings: Settings | None = None) -> faust.App:
     s = settings or Settings.from_env()
-    rulebook = load(s.rulebook)
     wall = (lambda: int(time.time() * 1000)) if s.clock == "wall" else None
-    processor = RatingProcessor(rulebook, s.partitions, wall)
+    selection = load_groups(s.rulebook_groups, default=s.rulebook) if s.rulebook_groups else None
+    rulebook = selection.default if selection else load(s.rulebook)
+    processor: RatingProcessor | GroupedProcessor = (
+        GroupedProcessor(selection, s.partitions, wall) if selection and selection.groups
+        else RatingProcessor(rulebook, s.partitions, wall))
     metrics = Metrics()
 
     options: dict[str, Any] = dict(
@@ -379,7 +383,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         async def get(self, request):
             if not started.is_set():
                 return self.json({"status": "starting"}, status=503)
-            return self.json({"status": "ok", "rulebook": rulebook.name, "partitions": s.partitions,
+            groups = {g.name: g.rulebook.name for g in selection.groups} if selection else {}
+            return self.json({"status": "ok", "rulebook": rulebook.name, "groups": groups, "partitions": s.partitions,
                               "clocks": {str(p): c for p, c in processor.clocks().items()}})
 
     @app.page("/metrics")

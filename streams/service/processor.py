@@ -18,7 +18,8 @@ and it changes no rating, since every rating is a function of the state and the 
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+from collections import ChainMap
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Callable, Collection, Iterable
 
@@ -27,6 +28,7 @@ from aiokafka.partitioner import murmur2
 
 from streams.core.contract import Rejected, decode, validate
 from streams.core.engine import Engine, state_from_entities
+from streams.core.groups import RulebookSelection
 from streams.core.rulebook import Rulebook
 from streams.core.state import SUMMARY, SellerState
 from streams.core.timeutil import format_ts, month_start, next_local_midnight
@@ -441,3 +443,97 @@ def _month_label(at: int, rb: Rulebook) -> str:
     local = datetime.fromtimestamp(at / 1000, tz=rb.time_zone)
     return f"{local.year:04d}-{local.month:02d}"
 
+
+
+class GroupedProcessor:
+    """Seller groups rated by different rulebooks in one worker: a `RatingProcessor` per
+    rulebook of the selection, each seeing only its own sellers' messages (and every tick),
+    behind the same interface. Each keeps its own clocks, day rolls and monthly freezes, so a
+    `cn-2020` group freezes on Shanghai's month end while the default freezes on its own.
+
+    Messages are routed by their `seller_id` before validation, which costs one extra JSON
+    decode per message; a message without one goes to the default rulebook's processor, which
+    dead-letters it. Not used at all when the deployment has no seller groups."""
+
+    def __init__(self, selection: RulebookSelection, partitions: int, wall_clock: Callable[[], int] | None = None):
+        self.selection = selection
+        self.partitions = partitions
+        self.processors = {book.name: RatingProcessor(book, partitions, wall_clock) for book in selection.rulebooks}
+        self.default = self.processors[selection.default.name]
+        self.rulebook = selection.default
+        self.partition_of = self.default.partition_of
+
+    def processor_for(self, seller_id: str) -> RatingProcessor:
+        return self.processors[self.selection.rulebook_for(seller_id).name]
+
+    def _route(self, raw: bytes) -> RatingProcessor:
+        try:
+            seller = orjson.loads(raw).get("seller_id")
+        except (orjson.JSONDecodeError, AttributeError):  # not JSON, or not an object
+            return self.default
+        return self.processor_for(seller) if isinstance(seller, str) else self.default
+
+    # ---- the RatingProcessor interface -----------------------------------------------------
+    def handle_batch(self, items: Iterable[Incoming | Tick], lagging: Lagging = None) -> dict[int, Effects]:
+        routed: dict[str, list[Incoming | Tick]] = {name: [] for name in self.processors}
+        for item in items:
+            if type(item) is Tick:
+                for batch in routed.values():
+                    batch.append(item)
+            else:
+                routed[self._route(item.raw).rulebook.name].append(item)
+        return _merge(self.processors[name].handle_batch(batch, lagging) for name, batch in routed.items() if batch)
+
+    def handle(self, raw: bytes, key: bytes | None, topic: str, partition: int, offset: int,
+               published_at: int | None = None, lagging: Lagging = None) -> Effects:
+        return self.handle_batch([Incoming(raw, key, topic, partition, offset, published_at)], lagging)[partition]
+
+    def tick(self, partition: int, now: int, lagging: Lagging = None) -> Effects:
+        return self.handle_batch([Tick(partition, now)], lagging)[partition]
+
+    def freeze_due(self, partition: int) -> bool:
+        return any([p.freeze_due(partition) for p in self.processors.values()])  # each settles its own
+
+    def freeze_if_ready(self, partition: int, lagging: Collection[str]) -> Effects:
+        return _merge({partition: p.freeze_if_ready(partition, lagging)} for p in self.processors.values()).get(
+            partition, Effects())
+
+    def restore(self, state_items: Iterable[tuple[bytes, bytes]], forecasts: Iterable[tuple[bytes, bytes]],
+                official: Iterable[tuple[bytes, bytes]]) -> int:
+        parts: dict[str, tuple[list, list, list]] = {name: ([], [], []) for name in self.processors}
+        for raw_key, data in state_items:
+            seller = bytes(raw_key).split(KEY_SEPARATOR.encode(), 1)[0].decode()
+            parts[self.selection.rulebook_for(seller).name][0].append((raw_key, data))
+        for index, table in ((1, forecasts), (2, official)):
+            for raw_key, data in table:
+                parts[self.selection.rulebook_for(bytes(raw_key).decode()).name][index].append((raw_key, data))
+        return sum(self.processors[name].restore(*items) for name, items in parts.items())
+
+    def clocks(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for processor in self.processors.values():
+            for partition, clock in processor.clocks().items():
+                out[partition] = max(clock, out.get(partition, clock))
+        return out
+
+    @property
+    def published(self) -> ChainMap:
+        return ChainMap(*(p.published for p in self.processors.values()))  # sellers are disjoint
+
+    @property
+    def official(self) -> ChainMap:
+        return ChainMap(*(p.official for p in self.processors.values()))
+
+
+def _merge(results: Iterable[dict[int, Effects]]) -> dict[int, Effects]:
+    """Effects per partition from several processors, concatenated (their sellers are disjoint)."""
+    out: dict[int, Effects] = {}
+    for result in results:
+        for partition, effects in result.items():
+            into = out.get(partition)
+            if into is None:
+                out[partition] = effects
+                continue
+            for f in fields(Effects):
+                getattr(into, f.name).extend(getattr(effects, f.name))
+    return out

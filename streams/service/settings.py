@@ -16,6 +16,7 @@ class Settings:
     store: str = "rocksdb://"  # memory:// for tests
     partitions: int = 4
     rulebook: str = "global-2023"
+    rulebook_groups: str = ""  # a seller-groups file: a rulebook per group (default: `rulebook`)
     topic_prefix: str = ""  # prepended to every topic and the consumer group
     web_port: int = 6066
     web_host: str = "127.0.0.1"
@@ -69,6 +70,7 @@ class Settings:
             store=get("STARCAST_STORE", cls.store),
             partitions=int(get("STARCAST_PARTITIONS", cls.partitions)),
             rulebook=get("STARCAST_RULEBOOK", cls.rulebook),
+            rulebook_groups=get("STARCAST_RULEBOOK_GROUPS", cls.rulebook_groups),
             topic_prefix=get("STARCAST_TOPIC_PREFIX", cls.topic_prefix),
             web_port=int(get("STARCAST_WEB_PORT", cls.web_port)),
             web_host=get("STARCAST_WEB_HOST", cls.web_host),

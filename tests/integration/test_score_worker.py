@@ -69,3 +69,40 @@ def test_worker_rates_and_freezes_with_a_score_rulebook(broker, tmp_path, rulebo
         assert parse_ts(official["as_of"]) == parse_ts("2026-03-31T15:59:59.999Z")
     finally:
         worker.stop()
+
+
+def test_one_worker_rates_seller_groups_with_their_own_rulebooks(broker, tmp_path):
+    """STARCAST_RULEBOOK_GROUPS: the default and two groups in one worker; the API answers each
+    seller with its group's rulebook, as `starcast replay --groups` does, and the /healthz
+    answer names the groups."""
+    from streams.core.groups import load_groups
+    from streams.replay import replay
+    from tests.test_groups import GROUPS, mixed_month
+
+    groups = tmp_path / "groups.toml"
+    groups.write_text(GROUPS)
+    prefix = "groups-"
+    worker = soak.WorkerProcess(broker.url, prefix, tmp_path, "w", store="memory://",
+                                extra_env={"STARCAST_RULEBOOK_GROUPS": str(groups)})
+    worker.start().wait_ready()
+    try:
+        events = mixed_month()
+        produce_events(broker, prefix, events)
+        tick_all(broker, prefix, "2026-04-02T00:00:00Z")
+        ratings = replay([orjson.dumps(e) for e in events], load_groups(str(groups)), parse_ts("2026-04-02T00:00:00Z"))
+        want = {r["seller_id"]: r for r in ratings}
+        deadline = time.monotonic() + 90
+        while True:
+            got = {s: get(worker.base, f"/sellers/{s}") for s in want}
+            if all(got[s] and soak.comparable(got[s]) == soak.comparable(want[s]) for s in want) \
+                    or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert {s: soak.comparable(got[s]) for s in want} == {s: soak.comparable(want[s]) for s in want}
+        assert {s: got[s]["rulebook"] for s in want} == {"cn-1": "cn-2020", "g-1": "global-2023",
+                                                         "legacy-7": "merchant-3star"}
+        health = get(worker.base, "/healthz")
+        assert health["rulebook"] == "global-2023"
+        assert health["groups"] == {"cn-pilot": "cn-2020", "legacy": "merchant-3star"}
+    finally:
+        worker.stop()
