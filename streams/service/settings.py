@@ -27,7 +27,7 @@ class Settings:
     embedded_broker: bool = False  # tansu quirks (see NOTES): end offsets read from fetches
     standby_replicas: int = 0
     batch_max: int = 1000  # messages handled as one batch: one rating and write per seller
-    batch_seconds: float = 0.05  # how long a batch waits to fill (bounds the added latency)
+    batch_seconds: float = 0.02  # how long a batch waits to fill (bounds the added latency)
     fetch_wait_ms: int = 20  # embedded broker only: the consumer's fetch wait (0: Faust's 1,500 ms)
     api_token: str = ""  # when set, the HTTP API requires `Authorization: Bearer <token>`
     # Broker security: TLS when `broker_ssl` or any TLS file is set; SASL when a user is set.
