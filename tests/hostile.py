@@ -17,7 +17,7 @@ def _dumps(obj) -> bytes:
     return orjson.dumps(obj)
 
 
-def mutations(event: dict, rnd: random.Random) -> list[tuple[bytes, str]]:
+def mutations(event: dict, rnd: random.Random) -> list[tuple[bytes | None, str]]:
     """(raw bytes, expected rejection reason) for one valid event."""
     e = dict(event)
     field = rnd.choice([k for k in e if k not in ("type",)])
@@ -42,10 +42,12 @@ def mutations(event: dict, rnd: random.Random) -> list[tuple[bytes, str]]:
         (_dumps([e]), "not_object"),
         (_dumps(e)[: rnd.randrange(1, 20)], "invalid_json"),  # truncated
         (bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 300))), "invalid_json"),
+        (b"", "invalid_json"),  # an empty value
+        (None, "invalid_json"),  # a null value (a tombstone): crashed the agent once
     ]
 
 
-def hostile_stream(valid: list[dict], count: int, seed: int = 0) -> list[tuple[bytes, str, str]]:
+def hostile_stream(valid: list[dict], count: int, seed: int = 0) -> list[tuple[bytes | None, str, str]]:
     """`count` hostile messages (raw, expected reason, seller key) drawn from mutations of `valid`."""
     rnd = random.Random(seed)
     out = []

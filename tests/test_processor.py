@@ -223,7 +223,7 @@ def test_hostile_input_never_raises_and_never_touches_state():
         if expected is None:
             assert eff.dead_letters == []
         else:
-            assert [d.reason for d in eff.dead_letters] == [expected], raw[:80]
+            assert [d.reason for d in eff.dead_letters] == [expected], (raw or b"")[:80]
             assert eff.state_writes == [] and eff.forecasts == []
     for seller in ("s1", "s2"):
         p = partition_for(seller, PARTS)

@@ -219,8 +219,10 @@ TOPICS = {name: schema["x-topic"] for name, schema in SCHEMAS.items()}
 _CHECKS = {name: compile_schema(schema) for name, schema in SCHEMAS.items()}
 
 
-def decode(raw: bytes | str) -> dict[str, Any]:
+def decode(raw: bytes | str | None) -> dict[str, Any]:
     """Bytes to a JSON object, or Rejected (invalid_json / too_large / not_object)."""
+    if raw is None:  # a Kafka message with a null value (a tombstone)
+        raise Rejected(INVALID_JSON, "no value (a null message)")
     if len(raw) > MAX_MESSAGE_BYTES:
         raise Rejected(TOO_LARGE, f"event is {len(raw)} bytes, limit {MAX_MESSAGE_BYTES}")
     try:
