@@ -90,10 +90,23 @@ def create_app(settings: Settings | None = None) -> faust.App:
         return app.topic(*(s.topic(n) for n in names), key_type=bytes, value_type=bytes, key_serializer="raw",
                          value_serializer="raw", partitions=s.partitions, internal=True, **kw)
 
+    class RawBytes(faust.Schema):
+        """Events carry the bytes Kafka delivered: with raw codecs Faust's per-message decode
+        (two codec-registry lookups, a coroutine) only copies references; the processor
+        decodes and validates, and rejects a null value."""
+
+        def compile(self, app_, **_):
+            create_event = app_.create_event
+
+            async def decode(message, *, propagate: bool = False):
+                return create_event(message.key, message.value, message.headers, message)
+
+            return decode
+
     input_names = sorted(set(s.input_topics.values()))
     ticks = topic(TICKS)
     tick_topic_name = s.topic(TICKS)
-    inputs_and_ticks = topic(*input_names, TICKS)  # one stream, one agent
+    inputs_and_ticks = topic(*input_names, TICKS, schema=RawBytes())  # one stream, one agent
     forecasts_topic = topic("star-forecasts", compacting=True)
     # Sent to through the outbox (not Faust), so declared here: created at start if missing.
     outputs = [topic(name) for name in ("star-changes", "star-ratings-monthly", "starcast-dead-letters")]
