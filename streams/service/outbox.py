@@ -59,6 +59,16 @@ class Outbox:
         self.client = client  # -> the aiokafka producer (started by Faust)
         self._records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers]]] = {}
         self._tables: dict[str, faust.Table] = {}  # changelog topic -> its table
+        self._in_flight: set[asyncio.Future] = set()  # changelog batches sent, not yet acknowledged
+
+    async def settled(self, timeout: float = 30.0) -> int:
+        """Wait until every changelog batch sent so far is acknowledged and in its store;
+        returns how many were still in flight. A table recovery reads the stores: without this
+        it could rebuild a seller from a store that lacks the worker's own latest writes."""
+        pending = list(self._in_flight)
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        return len(pending)
 
     def send(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
              headers: Headers | None = None) -> None:
@@ -99,6 +109,8 @@ class Outbox:
             if table is not None:
                 writes = [(key, value) for key, value, _ in records]
                 delivered.add_done_callback(partial(_stored, table, TP(topic, partition), writes))
+                self._in_flight.add(delivered)  # after _stored: settled() returns once it has run
+                delivered.add_done_callback(self._in_flight.discard)
         return count
 
 

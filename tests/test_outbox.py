@@ -1,0 +1,68 @@
+"""The outbox's order of durability (streams/service/outbox.py): a table value reaches the local
+store only when its changelog record is acknowledged, and `settled()` — what a table rebuild
+waits for — returns only after every acknowledged write is in its store. The Kafka client is a
+stand-in that acknowledges when the test says so."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from streams.service.outbox import Outbox
+
+
+class Batch:
+    def __init__(self):
+        self.records = []
+
+    def append(self, timestamp, key, value, headers):
+        self.records.append((key, value))
+        return object()
+
+    def record_count(self):
+        return len(self.records)
+
+
+class Client:
+    def __init__(self):
+        self.sent: list = []
+
+    def create_batch(self):
+        return Batch()
+
+    async def send_batch(self, batch, topic, partition):
+        delivered = asyncio.get_running_loop().create_future()
+        self.sent.append((topic, partition, batch.records, delivered))
+        return delivered
+
+
+def memory_table(changelog: str):
+    persisted = {}
+    store = SimpleNamespace(data={}, set_persisted_offset=lambda tp, offset: persisted.__setitem__(tp, offset))
+    return SimpleNamespace(data=store, changelog_topic=SimpleNamespace(get_topic_name=lambda: changelog)), persisted
+
+
+def test_settled_waits_for_every_acknowledgement_and_the_store_writes_behind_it():
+    async def scenario():
+        client = Client()
+        outbox = Outbox(lambda: client)
+        table, persisted = memory_table("state-changelog")
+        outbox.put(table, 2, b"s1", b"v1")
+        outbox.put(table, 3, b"s2", b"v2")
+        outbox.send("star-changes", 2, b"s1", b"change")  # not a table: nothing to store
+        assert await outbox.flush() == 3
+        assert table.data.data == {}  # sent, not acknowledged: not in the store
+        waiting = asyncio.ensure_future(outbox.settled())
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        by_partition = {(topic, partition): fut for topic, partition, _, fut in client.sent}
+        by_partition[("state-changelog", 2)].set_result(SimpleNamespace(offset=40))
+        await asyncio.sleep(0.01)
+        assert not waiting.done() and table.data.data == {b"s1": b"v1"}
+        by_partition[("state-changelog", 3)].set_exception(RuntimeError("broker said no"))
+        assert await asyncio.wait_for(waiting, 1) == 2  # two changelog batches were in flight
+        # The refused write never reaches the store (its batch is replayed); the other did.
+        assert table.data.data == {b"s1": b"v1"} and list(persisted.values()) == [40]
+        assert await outbox.settled() == 0  # nothing left in flight
+
+    asyncio.run(scenario())
