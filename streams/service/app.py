@@ -79,11 +79,12 @@ def create_app(settings: Settings | None = None) -> faust.App:
         stream_buffer_maxsize=1024,
     )
     app = faust.App(f"{s.topic_prefix}{s.app_id}", **options)
-    faust_fixes.install(app)
+    faust_fixes.install(app, fast_fetch=s.fast_fetch)
     if s.embedded_broker:
         # tansu answers ListOffsets(latest) short after batched produces (NOTES.md); table
         # recovery reads its end offsets from fetch high watermarks instead. Real Kafka: not needed.
-        tansu_offsets.install(app, s.broker.split("://", 1)[-1], s.fetch_wait_ms)
+        fetch_wait_ms = s.fetch_wait_ms if s.fetch_wait_ms >= 0 else (20 if s.fast_fetch else 0)
+        tansu_offsets.install(app, s.broker.split("://", 1)[-1], fetch_wait_ms)
     app.starcast = (s, processor, metrics)  # for tests and the runner
 
     def topic(*names: str, **kw) -> faust.TopicT:

@@ -79,8 +79,9 @@ class DrainingProducerBuffer(ProducerBuffer):
             await super().flush()
 
 
-def install(app: faust.App) -> None:
-    """Patch the app's producer and consumer, whenever they are created."""
+def install(app: faust.App, fast_fetch: bool = False) -> None:
+    """Patch the app's producer and consumer, whenever they are created; `fast_fetch` also
+    replaces Faust's fetch loop (eager_drain.py, opt-in)."""
     new_producer = app._new_producer
 
     def producer_with_draining_buffer():
@@ -105,7 +106,8 @@ def install(app: faust.App) -> None:
 
         consumer.seek_to_committed = seek_to_committed_or_beginning
         guard_generations(consumer)
-        eager_drain.install(consumer)  # not a fix: the fetch loop without a task per message
+        if fast_fetch:
+            eager_drain.install(consumer)  # not a fix: the fetch loop without a task per message
         return consumer
 
     app._new_consumer = consumer_rereading_uncommitted

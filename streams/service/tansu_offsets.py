@@ -57,10 +57,9 @@ def install(app: faust.App, bootstrap: str, fetch_wait_ms: int = 0) -> None:
         def client_with_short_fetch_wait(transport):
             # tansu answers a fetch that found nothing only when the wait is up, even if
             # records arrive meanwhile, and aiokafka keeps one fetch in flight per broker: with
-            # Faust's 1,500 ms every quiet partition held back the busy ones (throughput) and
-            # put up to 1.5 s on every quiet moment (latency). 20 ms by default
-            # (STARCAST_FETCH_WAIT_MS; 0 keeps Faust's). The scaling test's "commit stuck
-            # behind the end" that kept it opt-in was Faust's gap bookkeeping (eager_drain.py).
+            # Faust's 1,500 ms every quiet partition holds back the busy ones (throughput) and
+            # puts up to 1.5 s on every quiet moment (latency). 20 ms with STARCAST_FAST_FETCH=1
+            # (or STARCAST_FETCH_WAIT_MS); Faust's by default, see README "Performance status".
             client = create_client(transport)
             client._fetch_max_wait_ms = fetch_wait_ms
             return client
