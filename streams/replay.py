@@ -25,7 +25,7 @@ def replay(lines: Iterable[bytes], rulebook: Rulebook | RulebookSelection, at: i
            errors: IO[str] | None = None) -> list[dict]:
     """Ratings for every seller in `lines`, sorted by seller; rejected lines are reported to
     `errors`. `rulebook`: one for every seller, or a selection by seller group."""
-    selection = rulebook if isinstance(rulebook, RulebookSelection) else RulebookSelection.single(rulebook)
+    selection = rulebook if isinstance(rulebook, RulebookSelection) else RulebookSelection(rulebook)
     rejected: list[tuple[int, Rejected]] = []
     events = []
     for number, line in enumerate(lines, start=1):

@@ -48,10 +48,6 @@ class RulebookSelection:
         self.groups = groups
         self._memo: dict[str, Rulebook] = {}
 
-    @classmethod
-    def single(cls, rulebook: Rulebook) -> "RulebookSelection":
-        return cls(rulebook)
-
     @property
     def rulebooks(self) -> list[Rulebook]:
         """Every rulebook in use, the default first, each once (by name)."""

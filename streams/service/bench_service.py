@@ -86,6 +86,21 @@ def quantile(before: list, after: list, q: float) -> float:
     return float("inf")
 
 
+def offer(broker: EmbeddedBroker, worker: WorkerProcess, events: list[dict], rate: float,
+          timeout: float) -> tuple[float, bool]:
+    """Send `events` at `rate` and wait until the worker has handled as many more; returns the
+    rate achieved and whether it handled them all within `timeout`. (The group's offsets are
+    past the first input, so every event it handles now is one of these.)"""
+    handled_before = _events_handled(worker)
+    sent = time.monotonic()
+    send(broker.bootstrap, event_messages(PREFIX, events), rate=rate)
+    achieved = len(events) / (time.monotonic() - sent)
+    deadline = time.monotonic() + timeout
+    while _events_handled(worker) < handled_before + len(events) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return achieved, _events_handled(worker) >= handled_before + len(events)
+
+
 def measure_workers(broker: EmbeddedBroker, workdir: Path, names: list[str], n: int, timeout: float,
                     app_id: str = "starcast", env: dict[str, str] | None = None) -> dict:
     """Events/s of starcast workers sharing one consumer group over the whole input, counted
@@ -178,21 +193,11 @@ def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, 
             # restore re-rates every seller it restored (catch-up), which is a restart cost,
             # not the steady latency under this load.
             warm_up = list(simulate(int(offered * 2), n_sellers, seed=seed + 2))
-            handled_before = _events_handled(fresh)  # the group's offsets are past the first input
-            send(broker.bootstrap, event_messages(PREFIX, warm_up), rate=offered)
-            deadline = time.monotonic() + timeout
-            while _events_handled(fresh) < handled_before + len(warm_up) and time.monotonic() < deadline:
-                time.sleep(0.25)
+            offer(broker, fresh, warm_up, offered, timeout)
             load = list(simulate(int(offered * 10), n_sellers, seed=seed + 1))
             before = latency_buckets(fresh)
-            handled_before = _events_handled(fresh)
-            sent = time.monotonic()
-            send(broker.bootstrap, event_messages(PREFIX, load), rate=offered)
-            achieved = len(load) / (time.monotonic() - sent)
-            deadline = time.monotonic() + timeout
-            while _events_handled(fresh) < handled_before + len(load) and time.monotonic() < deadline:
-                time.sleep(0.5)
-            if _events_handled(fresh) < handled_before + len(load):
+            achieved, handled = offer(broker, fresh, load, offered, timeout)
+            if not handled:
                 raise RuntimeError(f"the restored worker did not handle the {len(load):,} latency events; see {workdir}")
             after = latency_buckets(fresh)
             report["latency"] = {"offered_per_s": round(achieved), "events": len(load),

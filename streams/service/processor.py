@@ -444,7 +444,6 @@ def _month_label(at: int, rb: Rulebook) -> str:
     return f"{local.year:04d}-{local.month:02d}"
 
 
-
 class GroupedProcessor:
     """Seller groups rated by different rulebooks in one worker: a `RatingProcessor` per
     rulebook of the selection, each seeing only its own sellers' messages (and every tick),
@@ -457,10 +456,8 @@ class GroupedProcessor:
 
     def __init__(self, selection: RulebookSelection, partitions: int, wall_clock: Callable[[], int] | None = None):
         self.selection = selection
-        self.partitions = partitions
         self.processors = {book.name: RatingProcessor(book, partitions, wall_clock) for book in selection.rulebooks}
         self.default = self.processors[selection.default.name]
-        self.rulebook = selection.default
         self.partition_of = self.default.partition_of
 
     def processor_for(self, seller_id: str) -> RatingProcessor:
@@ -475,21 +472,17 @@ class GroupedProcessor:
 
     # ---- the RatingProcessor interface -----------------------------------------------------
     def handle_batch(self, items: Iterable[Incoming | Tick], lagging: Lagging = None) -> dict[int, Effects]:
-        routed: dict[str, list[Incoming | Tick]] = {name: [] for name in self.processors}
+        routed: dict[RatingProcessor, list[Incoming | Tick]] = {p: [] for p in self.processors.values()}
         for item in items:
             if type(item) is Tick:
                 for batch in routed.values():
                     batch.append(item)
             else:
-                routed[self._route(item.raw).rulebook.name].append(item)
-        return _merge(self.processors[name].handle_batch(batch, lagging) for name, batch in routed.items() if batch)
+                routed[self._route(item.raw)].append(item)
+        return _merge(processor.handle_batch(batch, lagging) for processor, batch in routed.items() if batch)
 
-    def handle(self, raw: bytes, key: bytes | None, topic: str, partition: int, offset: int,
-               published_at: int | None = None, lagging: Lagging = None) -> Effects:
-        return self.handle_batch([Incoming(raw, key, topic, partition, offset, published_at)], lagging)[partition]
-
-    def tick(self, partition: int, now: int, lagging: Lagging = None) -> Effects:
-        return self.handle_batch([Tick(partition, now)], lagging)[partition]
+    handle = RatingProcessor.handle  # batches of one, as there
+    tick = RatingProcessor.tick
 
     def freeze_due(self, partition: int) -> bool:
         return any([p.freeze_due(partition) for p in self.processors.values()])  # each settles its own
@@ -500,14 +493,14 @@ class GroupedProcessor:
 
     def restore(self, state_items: Iterable[tuple[bytes, bytes]], forecasts: Iterable[tuple[bytes, bytes]],
                 official: Iterable[tuple[bytes, bytes]]) -> int:
-        parts: dict[str, tuple[list, list, list]] = {name: ([], [], []) for name in self.processors}
+        parts: dict[RatingProcessor, tuple[list, list, list]] = {p: ([], [], []) for p in self.processors.values()}
         for raw_key, data in state_items:
             seller = bytes(raw_key).split(KEY_SEPARATOR.encode(), 1)[0].decode()
-            parts[self.selection.rulebook_for(seller).name][0].append((raw_key, data))
+            parts[self.processor_for(seller)][0].append((raw_key, data))
         for index, table in ((1, forecasts), (2, official)):
             for raw_key, data in table:
-                parts[self.selection.rulebook_for(bytes(raw_key).decode()).name][index].append((raw_key, data))
-        return sum(self.processors[name].restore(*items) for name, items in parts.items())
+                parts[self.processor_for(bytes(raw_key).decode())][index].append((raw_key, data))
+        return sum(processor.restore(*items) for processor, items in parts.items())
 
     def clocks(self) -> dict[int, int]:
         out: dict[int, int] = {}

@@ -37,6 +37,16 @@ def get(base: str, path: str) -> dict | None:
         raise
 
 
+def ratings_as_served(base: str, want: dict, deadline: float) -> dict:
+    """What the API answers for each seller of `want`, polled until it matches or the deadline."""
+    while True:
+        got = {s: get(base, f"/sellers/{s}") for s in want}
+        if all(got[s] and soak.comparable(got[s]) == soak.comparable(want[s]) for s in want) \
+                or time.monotonic() > deadline:
+            return got
+        time.sleep(1)
+
+
 @pytest.mark.parametrize("rulebook", ["merchant-3star", "cn-2020"])
 def test_worker_rates_and_freezes_with_a_score_rulebook(broker, tmp_path, rulebook):
     prefix = f"score-{rulebook}-"
@@ -49,12 +59,7 @@ def test_worker_rates_and_freezes_with_a_score_rulebook(broker, tmp_path, rulebo
         tick_all(broker, prefix, "2026-04-02T00:00:00Z")  # past March's end + 24 h grace, Beijing time
         want = rate_events(events, "2026-04-02T00:00:00Z", rulebook)
         deadline = time.monotonic() + 90
-        while True:
-            got = {s: get(worker.base, f"/sellers/{s}") for s in want}
-            if all(got[s] and soak.comparable(got[s]) == soak.comparable(want[s]) for s in want) \
-                    or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        got = ratings_as_served(worker.base, want, deadline)
         for seller in want:
             assert soak.comparable(got[seller]) == soak.comparable(want[seller])
         assert got["s1"]["stars"] == 3 and got["s2"]["stars"] == 0  # $600 of orders: no transaction star
@@ -92,12 +97,7 @@ def test_one_worker_rates_seller_groups_with_their_own_rulebooks(broker, tmp_pat
         ratings = replay([orjson.dumps(e) for e in events], load_groups(str(groups)), parse_ts("2026-04-02T00:00:00Z"))
         want = {r["seller_id"]: r for r in ratings}
         deadline = time.monotonic() + 90
-        while True:
-            got = {s: get(worker.base, f"/sellers/{s}") for s in want}
-            if all(got[s] and soak.comparable(got[s]) == soak.comparable(want[s]) for s in want) \
-                    or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        got = ratings_as_served(worker.base, want, deadline)
         assert {s: soak.comparable(got[s]) for s in want} == {s: soak.comparable(want[s]) for s in want}
         assert {s: got[s]["rulebook"] for s in want} == {"cn-1": "cn-2020", "g-1": "global-2023",
                                                          "legacy-7": "merchant-3star"}
