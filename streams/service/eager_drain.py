@@ -23,14 +23,9 @@ to a second on the quiet ones, with the busy ones back in and their records wait
 on the bench input: 3,300 -> 4,700 events/s from this alone, 6,600 with the eager callback and
 a 20 ms broker fetch wait (settings.fetch_wait_ms).
 
-A third: offsets that jump are not recorded as gaps. Faust treats a jump as offsets that do not
-exist (compaction, transaction markers) and commits through them; on our input topics offsets
-are contiguous, so a jump is records Faust dropped (before a rebalance) which the agent
-re-reads (app.py, `incoming`). Committing through the gap let a crash lose them, and the
-re-read records, acked on top of the filled gap, went into Faust's acked list twice, which
-splits its runs of consecutive offsets: the committed offset then crept a few offsets per
-commit, far behind the records handled ("commit stuck behind the end" in the scaling test).
-Without the gap the committed offset waits at the hole until the re-read records are handled.
+A third: offsets that jump are not recorded as gaps (Faust commits through gaps; on our
+topics a jump is records dropped around a rebalance: faust_fixes, hole 5, which also makes the
+default loop's `_add_gap` a no-op).
 
 And a fourth, in `getmany`: records fetched for a partition that Faust has not marked active
 yet (it is assigned, its recovery is not finished) are dropped, as before, but the partition is

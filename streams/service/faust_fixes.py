@@ -106,11 +106,52 @@ def install(app: faust.App, fast_fetch: bool = False) -> None:
 
         consumer.seek_to_committed = seek_to_committed_or_beginning
         guard_generations(consumer)
+        commit_only_handled_runs(consumer)
         if fast_fetch:
             eager_drain.install(consumer)  # not a fix: the fetch loop without a task per message
         return consumer
 
     app._new_consumer = consumer_rereading_uncommitted
+
+
+def commit_frontier(acked: list[int], start: int | None) -> tuple[int | None, list[int]]:
+    """Hole 5: the offset to commit for a partition, and the acked offsets it covers (taken
+    out of `acked`, which is left sorted). `start` is the first offset not yet committed (None:
+    unknown, the run starts wherever the acked offsets do). Nothing is committed while `start`
+    itself has not been acked, however many later offsets have."""
+    acked.sort()
+    covered = 0
+    while covered < len(acked) and start is not None and acked[covered] < start:
+        covered += 1  # below the committed offset: already covered by it
+    if covered == len(acked) or (start is not None and acked[covered] > start):
+        stale, acked[:covered] = acked[:covered], []
+        return None, stale
+    end = acked[covered]
+    covered += 1
+    while covered < len(acked) and acked[covered] == end + 1:
+        end = acked[covered]
+        covered += 1
+    run, acked[:covered] = acked[:covered], []
+    return end + 1, run
+
+
+def commit_only_handled_runs(consumer) -> None:
+    """Hole 5: replace Faust's choice of the offset to commit by `commit_frontier`, and stop
+    it recording jumps as gaps to commit through."""
+
+    def new_offset(tp) -> int | None:
+        start = consumer._committed_offset.get(tp)
+        if not start:  # None, or 0 which Faust also treats as "never committed"
+            start = getattr(consumer, "starcast_first_offsets", {}).get(tp, start)
+        offset, covered = commit_frontier(consumer._acked[tp], start)
+        consumer._acked_index[tp].difference_update(covered)
+        return offset
+
+    async def no_gap(tp, offset_from: int, offset_to: int) -> None:
+        return None
+
+    consumer._new_offset = new_offset
+    consumer._add_gap = no_gap
 
 
 def guard_generations(consumer) -> None:
