@@ -147,6 +147,29 @@ def test_a_worker_defers_the_freeze_and_settles_it_with_the_lag_it_asked_the_bro
     assert [s for s, _ in frozen] == ["s1"] and not processor.freeze_due(p)
 
 
+def test_a_lagging_topic_read_past_a_hole_holds_the_freeze_whatever_its_clock(processor):
+    """Soak seed 81: replies 613..620 were dropped around a rebalance, later replies (April)
+    were read, so the topic's clock was past March while its March replies were not in yet."""
+    p = partition_for("s1", PARTS)
+    events = four_buyers("s1")
+    replies = [e for e in events if e["type"] == "seller_reply"]
+    for i, e in enumerate([e for e in events if e["type"] != "seller_reply"]):
+        processor.handle(orjson.dumps(e), b"s1", "other", p, i, parse_ts(e["ts"]), defer_freeze)
+    april = E.reply("2026-04-03T00:00:00Z", "c-b9")  # read past the hole
+    processor.handle(orjson.dumps(april), b"s1", "seller-replies", p, 9, parse_ts(april["ts"]), defer_freeze)
+    assert processor.freeze_due(p)
+    assert processor.freeze_if_ready(p, ["seller-replies"], gapped={"seller-replies"}).monthly == []
+    for i, e in enumerate(replies):  # the re-read brings the missing March replies
+        processor.handle(orjson.dumps(e), b"s1", "seller-replies", p, 5 + i, parse_ts(e["ts"]), defer_freeze)
+    frozen = processor.freeze_if_ready(p, []).monthly
+    reference = RatingProcessor(load(), PARTS)
+    feed(reference, sorted(events, key=lambda e: e["ts"]))
+    want = tick(reference, "2026-04-02T00:00:00Z")["monthly"]
+    assert [s for s, _ in frozen] == ["s1"]
+    assert frozen[0][1]["indicators"] == want[0][1]["indicators"]
+    assert frozen[0][1]["indicators"]["response_time"]["value"] == 1.0  # the replies counted
+
+
 def test_restore_rebuilds_state_and_does_not_repeat_a_freeze(processor):
     out = feed(processor, four_buyers("s1"))
     out["monthly"] += tick(processor, "2026-04-02T00:00:00Z")["monthly"]

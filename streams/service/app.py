@@ -151,6 +151,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             in_flight = await outbox.settled()
             next_offset.clear()  # stream positions go back to the committed offsets
             rewound.clear()
+            read_past.clear()
             seek_back.clear()
             # Forecast and official tables recover in the same pass; read them as they are now.
             restored = processor.restore(state_table.items(), forecasts.items(), official.items())
@@ -203,6 +204,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     input_topic_names = {s.topic(name) for name in input_names}
     next_offset: dict = {}  # input TP -> the offset after the last message handled here
     rewound: dict = {}  # input TP -> the offset it was sought back to after a skip
+    read_past: dict = {}  # input TP -> the offset after the furthest message handled here
     seek_back: dict = {}  # input TP -> first missing offset, re-read by stall_watch if still missing
 
     end_offsets: dict = {}  # input TP -> end offset, refreshed by a timer (never awaited per message)
@@ -240,17 +242,19 @@ def create_app(settings: Settings | None = None) -> faust.App:
     def lagging_topics(partition: int) -> list[str]:
         """Input topics of `partition` with messages this worker has not handled yet (by the
         last end offsets asked; unknown counts as lagging)."""
-        consumer = app.consumer
         behind = []
         for name in input_names:
             tp = TP(s.topic(name), partition)
-            done = next_offset.get(tp)
-            if done is None:
-                done = consumer._committed_offset.get(tp) or 0
             end = end_offsets.get(tp)
-            if end is None or done < end:
+            if end is None or handled_upto(tp) < end:
                 behind.append(name)
         return behind
+
+    def handled_upto(tp) -> int:
+        """The offset before which every message of an input partition is in this worker's
+        state: the next one in sequence since the last rebuild, else the committed offset."""
+        done = next_offset.get(tp)
+        return done if done is not None else app.consumer._committed_offset.get(tp) or 0
 
     def settle_freeze(partition: int) -> None:
         """A due monthly freeze, once no input topic of the partition lags behind it; checked
@@ -262,7 +266,19 @@ def create_app(settings: Settings | None = None) -> faust.App:
         if behind and held_by.get(partition) != behind:
             log.info("starcast: monthly freeze of partition %d waits for %s", partition, ", ".join(behind))
         held_by[partition] = behind
-        stage(processor.freeze_if_ready(partition, behind), partition)
+        # A topic read past a hole: its clock is past records still to come (see _maybe_freeze).
+        gapped = {tp.topic[len(s.topic_prefix):] for tp, furthest in read_past.items()
+                  if tp.partition == partition and next_offset.get(tp, furthest) < furthest}
+        effects = processor.freeze_if_ready(partition, behind, gapped)
+        if effects.monthly:
+            log.info("starcast: froze %d sellers of partition %d; input read up to %s", len(effects.monthly),
+                     partition, input_positions(partition))
+        stage(effects, partition)
+
+    def input_positions(partition: int) -> str:
+        """Each input topic's handled offset / end offset on `partition` (for the freeze log)."""
+        return ", ".join(f"{name} {handled_upto(tp)}/{end_offsets.get(tp)}"
+                         for name in input_names for tp in [TP(s.topic(name), partition)])
 
     def incoming(event) -> Incoming | Tick | None:
         """The processor's view of one consumed message (None: a malformed tick, skipped)."""
@@ -296,6 +312,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
                          msg.partition, offset, expected)
             rewound.pop(tp, None)
             next_offset[tp] = offset + 1
+        if read_past.get(tp, 0) <= offset:
+            read_past[tp] = offset + 1
         published = int(msg.timestamp * 1000) if msg.timestamp else None
         return Incoming(event.value, msg.key, msg.topic[len(s.topic_prefix):], msg.partition, msg.offset, published)
 

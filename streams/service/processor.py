@@ -254,7 +254,8 @@ class RatingProcessor:
         rb = self.rulebook
         return month_start(clock - rb.grace_ms, rb.time_zone)
 
-    def _maybe_freeze(self, partition: int, effects: Effects, lagging: Lagging) -> None:
+    def _maybe_freeze(self, partition: int, effects: Effects, lagging: Lagging,
+                      gapped: Collection[str] = ()) -> None:
         """Freeze when the clock has passed a month end plus the grace period, unless an input
         topic of the partition with messages still unconsumed is behind that point.
 
@@ -264,6 +265,9 @@ class RatingProcessor:
         official rating. A lagging topic holds the freeze until its own clock passes the point
         (or it is caught up); a lagging topic not yet read since the last restore holds it too.
         `lagging` is asked only while a freeze is due, so the check costs nothing otherwise.
+        A lagging topic in `gapped` (records missing before ones already read: a worker re-reads
+        them) holds the freeze whatever its clock says: its clock ran past the hole (soak seed
+        81 froze 3 sellers without replies the re-read was still bringing).
         """
         if lagging is defer_freeze or not self.freeze_due(partition):
             return
@@ -271,7 +275,7 @@ class RatingProcessor:
         due = self.latest_freezable_month(clock)
         held = clock
         for topic in (lagging() if lagging is not None else ()):
-            held = min(held, self._topic_clock.get((partition, topic), -1))
+            held = min(held, -1 if topic in gapped else self._topic_clock.get((partition, topic), -1))
         month_end = self.latest_freezable_month(held)
         if month_end > self._frozen_through.get(partition, month_end - 1):
             self._freeze(partition, month_end, effects)
@@ -295,10 +299,11 @@ class RatingProcessor:
         rb = self.rulebook
         self._next_freeze[partition] = month_start(month_end + 32 * 86_400_000, rb.time_zone) + rb.grace_ms
 
-    def freeze_if_ready(self, partition: int, lagging: Collection[str]) -> Effects:
-        """The freeze `handle`/`tick` deferred, given the input topics that still lag."""
+    def freeze_if_ready(self, partition: int, lagging: Collection[str], gapped: Collection[str] = ()) -> Effects:
+        """The freeze `handle`/`tick` deferred, given the input topics that still lag (and which
+        of those have a hole in what was read)."""
         effects = Effects()
-        self._maybe_freeze(partition, effects, lambda: lagging)
+        self._maybe_freeze(partition, effects, lambda: lagging, gapped)
         return effects
 
     def _freeze(self, partition: int, month_end: int, effects: Effects) -> None:
@@ -487,9 +492,9 @@ class GroupedProcessor:
     def freeze_due(self, partition: int) -> bool:
         return any([p.freeze_due(partition) for p in self.processors.values()])  # each settles its own
 
-    def freeze_if_ready(self, partition: int, lagging: Collection[str]) -> Effects:
-        return _merge({partition: p.freeze_if_ready(partition, lagging)} for p in self.processors.values()).get(
-            partition, Effects())
+    def freeze_if_ready(self, partition: int, lagging: Collection[str], gapped: Collection[str] = ()) -> Effects:
+        return _merge({partition: p.freeze_if_ready(partition, lagging, gapped)}
+                      for p in self.processors.values()).get(partition, Effects())
 
     def restore(self, state_items: Iterable[tuple[bytes, bytes]], forecasts: Iterable[tuple[bytes, bytes]],
                 official: Iterable[tuple[bytes, bytes]]) -> int:
