@@ -30,7 +30,7 @@ class Settings:
     batch_seconds: float = 0.02  # how long a batch waits to fill (bounds the added latency)
     fetch_wait_ms: int = -1  # embedded broker only: the consumer's fetch wait (0: Faust's 1,500 ms;
     # -1: 20 ms with fast_fetch, else Faust's)
-    fast_fetch: bool = False  # opt-in: the worker's own fetch loop (eager_drain.py); see README
+    fast_fetch: bool = True  # the worker's own fetch loop (eager_drain.py); 0: Faust's loop, see README
     api_token: str = ""  # when set, the HTTP API requires `Authorization: Bearer <token>`
     # Broker security: TLS when `broker_ssl` or any TLS file is set; SASL when a user is set.
     broker_ssl: bool = False
@@ -85,7 +85,7 @@ class Settings:
             batch_max=int(get("STARCAST_BATCH_MAX", cls.batch_max)),
             batch_seconds=float(get("STARCAST_BATCH_SECONDS", cls.batch_seconds)),
             fetch_wait_ms=int(get("STARCAST_FETCH_WAIT_MS", cls.fetch_wait_ms)),
-            fast_fetch=get("STARCAST_FAST_FETCH", "") == "1",
+            fast_fetch=get("STARCAST_FAST_FETCH", "1") != "0",
             api_token=get("STARCAST_API_TOKEN", cls.api_token),
             broker_ssl=get("STARCAST_BROKER_SSL", "") == "1",
             broker_ssl_cafile=get("STARCAST_BROKER_SSL_CAFILE", ""),

@@ -1,12 +1,17 @@
 """Scaling 1 → 2 → 1 workers while traffic flows changes no rating (one short round of
-`starcast soak --rebalance`, with a standby replica so the takeover path is exercised too)."""
+`starcast soak --rebalance`, with a standby replica so the takeover path is exercised too), on
+the worker's own fetch loop (the default) and on Faust's (STARCAST_FAST_FETCH=0)."""
 
 from __future__ import annotations
+
+import pytest
 
 from streams.service.soak import run_rebalance
 
 
-def test_scaling_out_and_back_in_under_traffic_changes_nothing(tmp_path):
+@pytest.mark.parametrize("fast_fetch", ["1", "0"], ids=["own-fetch-loop", "faust-fetch-loop"])
+def test_scaling_out_and_back_in_under_traffic_changes_nothing(tmp_path, monkeypatch, fast_fetch):
+    monkeypatch.setenv("STARCAST_FAST_FETCH", fast_fetch)  # the worker processes inherit it
     result = run_rebalance(seed=5, n_events=4_000, n_sellers=120, rate=800, standby=1, workdir=tmp_path)
     assert result.rebalances >= 3  # joined, second joined, first left
     assert result.stalls == 0, f"consumption stalled; worker logs in {tmp_path}"
