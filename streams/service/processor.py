@@ -313,6 +313,7 @@ class RatingProcessor:
         engine = self.engine(partition)
         at = month_end - 1  # the last instant of the month
         month = _month_label(at, self.rulebook)
+        validity = self._validity(month_end)  # the same for every seller of the month
         for seller in sorted(engine.states):
             state = engine.states[seller]
             if state.first_seen is None or state.first_seen > at:
@@ -325,7 +326,7 @@ class RatingProcessor:
                 self._write_summary(state, effects)
                 continue
             record = dict(engine.rating(seller, at))
-            record.update(month=month, **self._validity(month_end))
+            record.update(month=month, **validity)
             self.official[seller] = record
             effects.monthly.append((seller, record))
             state.mark_frozen(month_end, record)
