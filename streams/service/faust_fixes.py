@@ -41,6 +41,7 @@
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 
 import faust
 from faust.transport.producer import ProducerBuffer
@@ -81,7 +82,7 @@ class DrainingProducerBuffer(ProducerBuffer):
 
 def install(app: faust.App, fast_fetch: bool = False) -> None:
     """Patch the app's producer and consumer, whenever they are created; `fast_fetch` also
-    replaces Faust's fetch loop (eager_drain.py, opt-in)."""
+    replaces Faust's fetch loop (eager_drain.py; the worker's default, settings.fast_fetch)."""
     new_producer = app._new_producer
 
     def producer_with_draining_buffer():
@@ -120,19 +121,16 @@ def commit_frontier(acked: list[int], start: int | None) -> tuple[int | None, li
     unknown, the run starts wherever the acked offsets do). Nothing is committed while `start`
     itself has not been acked, however many later offsets have."""
     acked.sort()
-    covered = 0
-    while covered < len(acked) and start is not None and acked[covered] < start:
-        covered += 1  # below the committed offset: already covered by it
-    if covered == len(acked) or (start is not None and acked[covered] > start):
-        stale, acked[:covered] = acked[:covered], []
+    first = bisect_left(acked, start) if start is not None else 0  # those before: covered already
+    if first == len(acked) or (start is not None and acked[first] != start):
+        stale, acked[:first] = acked[:first], []
         return None, stale
-    end = acked[covered]
-    covered += 1
-    while covered < len(acked) and acked[covered] == end + 1:
-        end = acked[covered]
-        covered += 1
-    run, acked[:covered] = acked[:covered], []
-    return end + 1, run
+    last = first
+    while last + 1 < len(acked) and acked[last + 1] == acked[last] + 1:
+        last += 1
+    offset = acked[last] + 1
+    run, acked[:last + 1] = acked[:last + 1], []
+    return offset, run
 
 
 def commit_only_handled_runs(consumer) -> None:

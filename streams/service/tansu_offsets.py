@@ -58,8 +58,8 @@ def install(app: faust.App, bootstrap: str, fetch_wait_ms: int = 0) -> None:
             # tansu answers a fetch that found nothing only when the wait is up, even if
             # records arrive meanwhile, and aiokafka keeps one fetch in flight per broker: with
             # Faust's 1,500 ms every quiet partition holds back the busy ones (throughput) and
-            # puts up to 1.5 s on every quiet moment (latency). 20 ms with STARCAST_FAST_FETCH=1
-            # (or STARCAST_FETCH_WAIT_MS); Faust's by default, see README "Performance status".
+            # puts up to 1.5 s on every quiet moment (latency). 20 ms with the worker's own fetch
+            # loop (the default; or STARCAST_FETCH_WAIT_MS), Faust's with STARCAST_FAST_FETCH=0.
             client = create_client(transport)
             client._fetch_max_wait_ms = fetch_wait_ms
             return client
