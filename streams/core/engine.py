@@ -15,7 +15,6 @@ from streams.core.rating import rate
 from streams.core.rulebook import Rulebook
 from streams.core import scoring
 from streams.core.state import SellerState
-from streams.core.timeutil import format_ts
 
 
 def state_class(rulebook: Rulebook) -> type[SellerState]:
@@ -46,7 +45,6 @@ class Engine:
         self.keep_for_freeze = keep_for_freeze  # see SellerState: workers that freeze months
         self.states: dict[str, SellerState] = {}
         self.clock: int | None = None  # the stream clock; sellers catch up when next touched
-        self._last: dict[str, tuple[tuple, dict[str, Any]]] = {}  # seller -> (measures key, rating)
 
     def state(self, seller_id: str) -> SellerState:
         state = self.states.get(seller_id)
@@ -77,14 +75,7 @@ class Engine:
             return scoring.rate(seller_id, state, at)
         if state.aggregator is None:
             state.aggregator = Aggregator(state)
-        measures = state.aggregator.measures(at)
-        key = measures.key()
-        last = self._last.get(seller_id)
-        if last is not None and last[0] == key:  # most events move no indicator
-            return {**last[1], "as_of": format_ts(at)}
-        rating = rate(seller_id, measures, self.rulebook)
-        self._last[seller_id] = (key, rating)
-        return rating
+        return rate(seller_id, state.aggregator.measures(at), self.rulebook)
 
     def ratings(self, at: int, sellers: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Ratings at `at`, sorted by seller id."""

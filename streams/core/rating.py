@@ -122,8 +122,29 @@ def indicator_block(name: str, value: Any, stars: int, m: Measures, table: Thres
     return block
 
 
+_RATINGS: dict[tuple, tuple[Rulebook, dict[str, Any]]] = {}
+_RATINGS_LIMIT = 20_000
+
+
 def rate(seller_id: str, m: Measures, rb: Rulebook) -> dict[str, Any]:
-    """The rating object of SPEC §3 for one seller at instant m.at."""
+    """The rating object of SPEC §3 for one seller at instant m.at.
+
+    Memoised on the measures: half the re-ratings of a stream are of measures seen before
+    (many small sellers look alike), and all but `seller_id` and `as_of` follow from them.
+    Nested values are shared between ratings: read them, never change them."""
+    key = (id(rb), m.key())
+    known = _RATINGS.get(key)
+    if known is None or known[0] is not rb:  # `is`: an id can be reused once a rulebook is gone
+        if len(_RATINGS) >= _RATINGS_LIMIT:
+            _RATINGS.clear()
+        known = _RATINGS[key] = (rb, _rate(m, rb))
+    rating = known[1].copy()
+    rating["seller_id"] = seller_id
+    rating["as_of"] = format_ts(m.at)
+    return rating
+
+
+def _rate(m: Measures, rb: Rulebook) -> dict[str, Any]:
     tables = rb.thresholds_for(m.region, m.category)
     values = indicator_values(m, rb)
     stars = {name: _earned(name, values[name], m, tables[name]) for name in INDICATORS}
@@ -131,9 +152,9 @@ def rate(seller_id: str, m: Measures, rb: Rulebook) -> dict[str, Any]:
     lowest = min(stars.values())
     healthy = m.risk_points < rb.unhealthy_points
     return {
-        "seller_id": seller_id,
+        "seller_id": None,  # set by rate(): kept here for the key order
         "rulebook": rb.name,
-        "as_of": format_ts(m.at),
+        "as_of": None,
         "stars": lowest if healthy else 0,
         "risk": "healthy" if healthy else "unhealthy",
         "risk_points": m.risk_points,

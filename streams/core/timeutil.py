@@ -47,10 +47,20 @@ def _parse_unusual(text: str) -> int:
 
 
 _DATES: dict[int, str] = {}
+_last_formatted: tuple[int | None, str] = (None, "")
 
 
 def format_ts(ms: int) -> str:
     """Epoch ms to RFC 3339 in UTC, with milliseconds only when there are any."""
+    global _last_formatted
+    if ms == _last_formatted[0]:  # a batch re-rates its sellers at one partition clock
+        return _last_formatted[1]
+    text = _format_ts(ms)
+    _last_formatted = (ms, text)
+    return text
+
+
+def _format_ts(ms: int) -> str:
     day, rest = divmod(ms, DAY)
     date = _DATES.get(day)
     if date is None:  # one strftime per day seen; ratings format a timestamp per publication
@@ -77,8 +87,20 @@ def next_local_midnight(ms: int, tz: ZoneInfo) -> int:
     return int(start.timestamp() * 1000)
 
 
+_MONTHS: dict[ZoneInfo, tuple[int, int]] = {}  # tz -> [start, end) of the month last asked for
+
+
 def month_start(ms: int, tz: ZoneInfo) -> int:
     """Start of the local calendar month (in `tz`) containing instant `ms`."""
+    known = _MONTHS.get(tz)
+    if known is not None and known[0] <= ms < known[1]:  # asked per seller touched: one month at a time
+        return known[0]
+    start = _month_start(ms, tz)
+    _MONTHS[tz] = (start, _month_start(start + 32 * DAY, tz))
+    return start
+
+
+def _month_start(ms: int, tz: ZoneInfo) -> int:
     local = datetime.fromtimestamp(ms / 1000, tz=tz)
     start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return int(start.timestamp() * 1000)

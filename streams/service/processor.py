@@ -118,8 +118,10 @@ def defer_freeze() -> Collection[str]:
     raise AssertionError("never called: _maybe_freeze checks for it")
 
 
-def _content(rating: dict) -> dict:
-    return {k: v for k, v in rating.items() if k != "as_of"}
+def _same_but_as_of(old: dict, new: dict) -> bool:
+    """Whether two ratings differ in nothing but `as_of` (one copy, compared in C; nested
+    values of memoised ratings are shared, so most compare by identity)."""
+    return {**new, "as_of": old.get("as_of")} == old
 
 
 class RatingProcessor:
@@ -352,8 +354,7 @@ class RatingProcessor:
         engine = self.engine(partition)
         rating = engine.rating(seller, engine.clock)
         last = self.published.get(seller)
-        if last is None or _content(last) != _content(rating):
-            rating = dict(rating)
+        if last is None or not _same_but_as_of(last, rating):
             self.published[seller] = rating
             effects.forecasts.append((seller, rating))
             if last is not None and last["stars"] != rating["stars"]:
@@ -393,6 +394,8 @@ class RatingProcessor:
         effects.state_writes.append((state_key(state.seller_id, SUMMARY, ""), orjson.dumps(state.summary_dump())))
 
     def _collect_writes(self, state: SellerState, effects: Effects) -> None:
+        if not state.dirty:
+            return
         for (kind, key), data in state.take_dirty():
             effects.state_writes.append((state_key(state.seller_id, kind, key), data))
 
