@@ -5,9 +5,11 @@ doubles — what runs for real is the agent body, the processor and the table wr
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 import faust.topics
+from faust.types.tuples import Message
 import orjson
 import pytest
 
@@ -57,9 +59,12 @@ class KafkaClient:
         return done
 
 
-@pytest.fixture
-def app(sent):
-    app = create_app(Settings(store="memory://", broker="kafka://127.0.0.1:1", partitions=1))
+@pytest.fixture(params=["intake", "faust-stream"])
+def app(sent, request):
+    """The agent as the own fetch loop feeds it (intake.py) and as Faust's stream does."""
+    settings = Settings(store="memory://", broker="kafka://127.0.0.1:1", partitions=1,
+                        fast_fetch=request.param == "intake")
+    app = create_app(settings)
     app.producer._ensure_producer = lambda: KafkaClient(sent)
     app.finalize()
     app.conf.store = "memory://"
@@ -73,13 +78,8 @@ def test_agent_rates_writes_tables_and_counts_dead_letters(app, sent):
     forecasts = app.tables["forecasts"]
     state = app.tables["state"]
 
-    async def run():
-        async with agent.test_context() as ctx:
-            for i in range(4):
-                await ctx.put(orjson.dumps(E.message(at(days=1, hours=i), buyer=f"b{i}")), key=b"s1")
-            await ctx.put(b"not json", key=b"s1")
-
-    asyncio.run(run())
+    values = [orjson.dumps(E.message(at(days=1, hours=i), buyer=f"b{i}")) for i in range(4)] + [b"not json"]
+    asyncio.run(deliver(app, agent, values))
     rating = orjson.loads(forecasts[b"s1"])
     assert rating["indicators"]["active_buyers"]["value"] == 4
     assert any(key.startswith(b"s1\x1fc\x1f") for key in state.keys())
@@ -92,3 +92,52 @@ def test_agent_rates_writes_tables_and_counts_dead_letters(app, sent):
     assert topics.count("star-changes") == 0  # without products the seller stays at 0 stars
     dead = [(value, headers) for topic, key, value, headers in sent if topic == "starcast-dead-letters"]
     assert dead == [(b"not json", dead[0][1])] and dead[0][1]["starcast-reason"] == b"invalid_json"
+
+
+def message(app, offset: int, value: bytes, generation: int | None = None) -> Message:
+    settings = app.starcast[0]
+    return Message(settings.topic("buyer-messages"), 0, offset, time.time(), 0, [], b"s1", value, None,
+                   generation_id=app.consumer_generation_id if generation is None else generation)
+
+
+async def deliver(app, agent, values: list[bytes]) -> None:
+    """Messages to the agent the way its worker's fetch loop would, and back once handled."""
+    settings, _, metrics = app.starcast
+    async with agent.test_context() as ctx:
+        if not settings.fast_fetch:
+            for value in values:
+                await ctx.put(value, key=b"s1")
+            return
+        for offset, value in enumerate(values):
+            app.starcast_intake.put(message(app, offset, value))
+        await handled(metrics, len(values))
+
+
+async def handled(metrics, n: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(sample.value for sample in metrics.events.collect()[0].samples
+              if sample.name.endswith("_total")) < n:
+        assert time.monotonic() < deadline, "the agent did not handle its messages"
+        await asyncio.sleep(0.01)
+
+
+def test_messages_fetched_before_a_rebalance_are_dropped_not_handled(sent):
+    """A batch taken from the intake after the consumer generation moved on (its partitions
+    are read again from the committed offsets, maybe by another worker) changes nothing."""
+    app = create_app(Settings(store="memory://", broker="kafka://127.0.0.1:1", partitions=1))
+    app.producer._ensure_producer = lambda: KafkaClient(sent)
+    app.finalize()
+    app.flow_control.resume()
+    agent = app.agents[next(name for name in app.agents if name.endswith(".rate"))]
+    _, processor, metrics = app.starcast
+
+    async def run():
+        async with agent.test_context():
+            stale = app.consumer_generation_id - 1
+            app.starcast_intake.put(message(app, 0, orjson.dumps(E.message(at(days=1), buyer="b0")), stale))
+            app.starcast_intake.put(message(app, 1, b"not json"))  # the current generation: handled
+            await handled(metrics, 1)
+
+    asyncio.run(run())
+    assert "s1" not in processor.published  # the stale buyer message never reached the state
+    assert metrics.dead_letters.labels(reason="invalid_json")._value.get() == 1

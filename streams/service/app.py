@@ -30,6 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from streams.core.groups import load_groups
 from streams.core.rulebook import load
 from streams.service import faust_fixes, tansu_offsets
+from streams.service.intake import Intake
 from streams.service.metrics import Metrics
 from streams.service.outbox import Outbox
 from streams.service.processor import Effects, GroupedProcessor, Incoming, RatingProcessor, Tick, defer_freeze
@@ -79,13 +80,21 @@ def create_app(settings: Settings | None = None) -> faust.App:
         stream_buffer_maxsize=1024,
     )
     app = faust.App(f"{s.topic_prefix}{s.app_id}", **options)
-    faust_fixes.install(app, fast_fetch=s.fast_fetch)
+    input_names = sorted(set(s.input_topics.values()))
+    # With the own fetch loop the agent's records skip Faust's stream (intake.py); Faust empties
+    # the intake with its own queues when partitions are revoked.
+    intake = Intake({s.topic(name) for name in (*input_names, TICKS)}, maxsize=2 * s.batch_max) \
+        if s.fast_fetch else None
+    if intake is not None:
+        app.flow_control.manage_queue(intake)
+    faust_fixes.install(app, fast_fetch=s.fast_fetch, intake=intake)
     if s.embedded_broker:
         # tansu answers ListOffsets(latest) short after batched produces (NOTES.md); table
         # recovery reads its end offsets from fetch high watermarks instead. Real Kafka: not needed.
         fetch_wait_ms = s.fetch_wait_ms if s.fetch_wait_ms >= 0 else (20 if s.fast_fetch else 0)
         tansu_offsets.install(app, s.broker.split("://", 1)[-1], fetch_wait_ms)
     app.starcast = (s, processor, metrics)  # for tests and the runner
+    app.starcast_intake = intake
 
     def topic(*names: str, **kw) -> faust.TopicT:
         return app.topic(*(s.topic(n) for n in names), key_type=bytes, value_type=bytes, key_serializer="raw",
@@ -104,7 +113,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
             return decode
 
-    input_names = sorted(set(s.input_topics.values()))
     ticks = topic(TICKS)
     tick_topic_name = s.topic(TICKS)
     inputs_and_ticks = topic(*input_names, TICKS, schema=RawBytes())  # one stream, one agent
@@ -280,9 +288,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         return ", ".join(f"{name} {handled_upto(tp)}/{end_offsets.get(tp)}"
                          for name in input_names for tp in [TP(s.topic(name), partition)])
 
-    def incoming(event) -> Incoming | Tick | None:
+    def incoming(msg) -> Incoming | Tick | None:
         """The processor's view of one consumed message (None: a malformed tick, skipped)."""
-        msg = event.message
         if msg.topic == tick_topic_name:
             try:
                 return Tick(msg.partition, int(orjson.loads(msg.value)["now"]))
@@ -315,7 +322,22 @@ def create_app(settings: Settings | None = None) -> faust.App:
         if read_past.get(tp, 0) <= offset:
             read_past[tp] = offset + 1
         published = int(msg.timestamp * 1000) if msg.timestamp else None
-        return Incoming(event.value, msg.key, msg.topic[len(s.topic_prefix):], msg.partition, msg.offset, published)
+        return Incoming(msg.value, msg.key, msg.topic[len(s.topic_prefix):], msg.partition, msg.offset, published)
+
+    async def handle(messages: list) -> None:
+        """One batch of consumed messages, up to its records being in the Kafka client."""
+        async with batch_lock:  # a table rebuild waits for the batch (see _rebuild)
+            items = [item for item in map(incoming, messages) if item is not None]
+            by_partition = processor.handle_batch(items, defer_freeze)
+            for partition, effects in by_partition.items():
+                stage(effects, partition)
+            for partition in by_partition:
+                settle_freeze(partition)
+            await outbox.flush()
+        now = time.time()
+        for msg in messages:
+            if msg.timestamp and msg.topic != tick_topic_name:
+                metrics.latency.observe(max(now - msg.timestamp, 0))
 
     @app.agent(inputs_and_ticks)
     async def rate(stream):
@@ -324,19 +346,24 @@ def create_app(settings: Settings | None = None) -> faust.App:
         stale forecast last). A batch is acknowledged, and so committable, only after its
         records are in the Kafka client; a crash mid-batch replays it, which idempotent state
         makes harmless."""
-        async for events in stream.take_events(s.batch_max, within=s.batch_seconds):
-            async with batch_lock:  # a table rebuild waits for the batch (see _rebuild)
-                items = [item for item in map(incoming, events) if item is not None]
-                by_partition = processor.handle_batch(items, defer_freeze)
-                for partition, effects in by_partition.items():
-                    stage(effects, partition)
-                for partition in by_partition:
-                    settle_freeze(partition)
-                await outbox.flush()
-            now = time.time()
-            for event in events:
-                if event.message.timestamp and event.message.topic != tick_topic_name:
-                    metrics.latency.observe(max(now - event.message.timestamp, 0))
+        if intake is None:  # Faust's fetch loop: its stream delivers, and acks after each batch
+            async for events in stream.take_events(s.batch_max, within=s.batch_seconds):
+                await handle([event.message for event in events])
+            return
+        aiter(stream.channel)  # subscribes the topics; the fetch loop puts their records in the intake
+        flow = app.flow_control
+        while True:
+            messages = await intake.take(s.batch_max, s.batch_seconds)
+            generation = app.consumer_generation_id
+            # Fetched before a rebalance, or during one: not this worker's to handle any more
+            # (their partitions are read again from the committed offsets).
+            messages = [m for m in messages if m.generation_id == generation]
+            if not messages or not flow.is_active():
+                continue
+            await handle(messages)
+            ack = app.consumer.ack
+            for msg in messages:
+                ack(msg)
 
     if s.clock == "wall":
 

@@ -27,11 +27,14 @@ A third: offsets that jump are not recorded as gaps (Faust commits through gaps;
 topics a jump is records dropped around a rebalance: faust_fixes, hole 5, which also makes the
 default loop's `_add_gap` a no-op).
 
-And a fourth, in `getmany`: records fetched for a partition that Faust has not marked active
+A fourth, in `getmany`: records fetched for a partition that Faust has not marked active
 yet (it is assigned, its recovery is not finished) are dropped, as before, but the partition is
 sought back to the first of them, so they are fetched again once it is active. Faust moved on
 past them; when no later record of the partition followed, nothing revealed the hole and the
 partition's commit waited for the stall watch (15 s and more) while its freeze was held.
+
+A fifth: records of the rating agent's topics skip the callback (the conductor, a channel
+queue and Faust's stream) and go into the agent's `Intake` (intake.py), which it takes in batches.
 """
 
 from __future__ import annotations
@@ -90,8 +93,10 @@ def start_eagerly(coro: Coroutine) -> asyncio.Future | None:
 
 async def eager_drain_messages(self, fetcher) -> None:  # pragma: no cover - Faust's loop, changed as the docstring says
     """faust.transport.consumer.Consumer._drain_messages (0.15.3): callback started eagerly,
-    shorter fetch timeout, no gaps."""
+    shorter fetch timeout, no gaps; the rating agent's records put in its intake."""
     callback = self.callback
+    intake = getattr(self, "starcast_intake", None)
+    intake_topics = intake.topics if intake is not None else frozenset()
     getmany = self.getmany
     consumer_should_stop = self._stopped.is_set
     fetcher_should_stop = fetcher._stopped.is_set
@@ -122,9 +127,14 @@ async def eager_drain_messages(self, fetcher) -> None:  # pragma: no cover - Fau
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
-                        pending = start_eagerly(callback(message))
-                        if pending is not None:  # blocked: abandoned if a rebalance suspends flow
-                            await self.wait_first(pending, suspend_flow.wait())
+                        if tp.topic in intake_topics:  # straight to the rating agent (intake.py)
+                            if intake.full():  # abandoned if a rebalance suspends flow, as below
+                                await self.wait_first(intake.room(), suspend_flow.wait())
+                            intake.put(message)
+                        else:
+                            pending = start_eagerly(callback(message))
+                            if pending is not None:  # blocked: abandoned if a rebalance suspends flow
+                                await self.wait_first(pending, suspend_flow.wait())
                         set_read_offset(tp, offset)
                 unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:
@@ -173,6 +183,8 @@ async def getmany_without_losing_records(self, timeout: float):
             self.log.warning(f"exception performing seek when flow not active {ex}")
 
 
-def install(consumer) -> None:
+def install(consumer, intake=None) -> None:
+    """The loop and getmany below on `consumer`; records of `intake.topics` go to `intake`."""
+    consumer.starcast_intake = intake
     consumer._drain_messages = types.MethodType(eager_drain_messages, consumer)
     consumer.getmany = types.MethodType(getmany_without_losing_records, consumer)

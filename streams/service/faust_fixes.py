@@ -80,9 +80,10 @@ class DrainingProducerBuffer(ProducerBuffer):
             await super().flush()
 
 
-def install(app: faust.App, fast_fetch: bool = False) -> None:
+def install(app: faust.App, fast_fetch: bool = False, intake=None) -> None:
     """Patch the app's producer and consumer, whenever they are created; `fast_fetch` also
-    replaces Faust's fetch loop (eager_drain.py; the worker's default, settings.fast_fetch)."""
+    replaces Faust's fetch loop (eager_drain.py; the worker's default, settings.fast_fetch),
+    which then puts the records of `intake.topics` in `intake` (intake.py)."""
     new_producer = app._new_producer
 
     def producer_with_draining_buffer():
@@ -109,7 +110,7 @@ def install(app: faust.App, fast_fetch: bool = False) -> None:
         guard_generations(consumer)
         commit_only_handled_runs(consumer)
         if fast_fetch:
-            eager_drain.install(consumer)  # not a fix: the fetch loop without a task per message
+            eager_drain.install(consumer, intake)  # not a fix: the fetch loop without a task per message
         return consumer
 
     app._new_consumer = consumer_rereading_uncommitted
