@@ -62,8 +62,11 @@ class KafkaClient:
 @pytest.fixture(params=["intake", "faust-stream"])
 def app(sent, request):
     """The agent as the own fetch loop feeds it (intake.py) and as Faust's stream does."""
-    settings = Settings(store="memory://", broker="kafka://127.0.0.1:1", partitions=1,
-                        fast_fetch=request.param == "intake")
+    return unit_app(sent, fast_fetch=request.param == "intake")
+
+
+def unit_app(sent: list, fast_fetch: bool):
+    settings = Settings(store="memory://", broker="kafka://127.0.0.1:1", partitions=1, fast_fetch=fast_fetch)
     app = create_app(settings)
     app.producer._ensure_producer = lambda: KafkaClient(sent)
     app.finalize()
@@ -124,10 +127,7 @@ async def handled(metrics, n: int, timeout: float = 10.0) -> None:
 def test_messages_fetched_before_a_rebalance_are_dropped_not_handled(sent):
     """A batch taken from the intake after the consumer generation moved on (its partitions
     are read again from the committed offsets, maybe by another worker) changes nothing."""
-    app = create_app(Settings(store="memory://", broker="kafka://127.0.0.1:1", partitions=1))
-    app.producer._ensure_producer = lambda: KafkaClient(sent)
-    app.finalize()
-    app.flow_control.resume()
+    app = unit_app(sent, fast_fetch=True)
     agent = app.agents[next(name for name in app.agents if name.endswith(".rate"))]
     _, processor, metrics = app.starcast
 
