@@ -280,3 +280,29 @@ def test_a_crash_around_the_freeze_neither_loses_nor_changes_it(lost):
     again = tick(restarted, "2026-04-06T00:00:00Z")["monthly"]
     assert again == [("s1", frozen)]
     assert tick(restarted, "2026-04-07T00:00:00Z")["monthly"] == []
+
+
+def test_a_freeze_sent_before_its_state_was_saved_is_not_sent_again():
+    """A crash after the monthly record reached star-ratings-monthly (the official table's
+    changelog) but before the seller's state write: the restored table has the record, the
+    freeze is redone without sending it a second time, and the state takes the sent record."""
+    first = RatingProcessor(load(), PARTS)
+    out = feed(first, four_buyers("s1", day=1))
+    late = E.visit("2026-04-05T00:00:00Z", "late", seller="s1")
+    eff = first.handle(orjson.dumps(late), b"s1", "t", partition_for("s1", PARTS), 99,
+                       parse_ts("2026-04-05T00:00:00Z"))
+    frozen = dict(eff.monthly)["s1"]
+    state = {}
+    for key, value in out["writes"]:  # the freeze's own state writes lost
+        if value is None:
+            state.pop(key, None)
+        else:
+            state[key] = value
+    restarted = RatingProcessor(load(), PARTS)
+    restarted.restore(state.items(), [], [(b"s1", orjson.dumps(frozen))])
+    p = partition_for("s1", PARTS)
+    redone = restarted.tick(p, parse_ts("2026-04-06T00:00:00Z"))
+    assert redone.monthly == []
+    assert restarted.official["s1"] == frozen
+    assert restarted.engine(p).states["s1"].official == frozen  # saved with the state now
+    assert any(key.startswith(b"s1") for key, _ in redone.state_writes)

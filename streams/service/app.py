@@ -6,7 +6,9 @@ Thin by design: the agent decodes nothing itself and decides nothing; it hands e
   touched; rebuilt into memory after every recovery.
 - `forecasts`: the last published forecast per seller (the API's answer, and the baseline for
   "did anything change").
-- `official`: the last monthly rating per seller (also what makes each freeze happen once).
+- `official`: the last monthly rating per seller; its changelog *is* star-ratings-monthly, so
+  a record is in the table exactly when it is on the topic, and a freeze redone after a crash
+  sends only what the topic lacks (once per seller per month, SPEC).
 
 Dead letters carry the original bytes as the message value and the key as it came; headers
 say where it came from and why: `starcast-origin-topic`, `-partition`, `-offset`, `-reason`,
@@ -118,7 +120,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
     inputs_and_ticks = topic(*input_names, TICKS, schema=RawBytes())  # one stream, one agent
     forecasts_topic = topic("star-forecasts", compacting=True)
     # Sent to through the outbox (not Faust), so declared here: created at start if missing.
-    outputs = [topic(name) for name in ("star-changes", "star-ratings-monthly", "starcast-dead-letters")]
+    monthly_topic = topic("star-ratings-monthly")  # not compacted: a seller's every month stays
+    outputs = [topic(name) for name in ("star-changes", "starcast-dead-letters")]
     outputs += [topic(name) for name in input_names]  # re-keyed messages are forwarded to them
 
     started = asyncio.Event()  # /healthz answers 503 until the topics and routing metadata are ready
@@ -146,7 +149,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
     # star-forecasts *is* the forecasts table's changelog: one write publishes the forecast
     # and makes it durable for the API, instead of a table write plus a send.
     forecasts = table("forecasts", changelog_topic=forecasts_topic)
-    official = table("official")
+    # Likewise star-ratings-monthly is the official table's changelog: sending a monthly record
+    # and saving it are one write. As two (soak, CI round 3), a worker killed between them
+    # restarted without the saved copy and sent 12 records a second time.
+    official = table("official", changelog_topic=monthly_topic)
 
     @state_table.on_recover
     async def _rebuild() -> None:
@@ -187,8 +193,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             metrics.star_changes.labels(direction=change["direction"]).inc()
         for seller, record in effects.monthly:
             data = orjson.dumps(record)
-            outbox.put(official, partition, seller.encode(), data)
-            outbox.send(names["star-ratings-monthly"], partition, seller.encode(), data)
+            outbox.put(official, partition, seller.encode(), data)  # = star-ratings-monthly
             metrics.frozen.inc()
             metrics.froze(record["month"])
         for dead in effects.dead_letters:  # kept in the partition they came from

@@ -324,7 +324,9 @@ class RatingProcessor:
                 continue  # frozen before: the record was saved with the state
             known = self.official.get(seller)
             if known is not None and known.get("month", "") >= month:
-                state.mark_frozen(month_end, known)  # frozen before; the state's copy was lost
+                # Frozen and sent before (the official table is star-ratings-monthly); only the
+                # state's copy was lost: keep it, send nothing twice.
+                state.mark_frozen(month_end, known)
                 self._write_summary(state, effects)
                 continue
             record = dict(engine.rating(seller, at))
@@ -431,7 +433,7 @@ class RatingProcessor:
             for seller, state in engine.states.items():
                 record = state.official
                 if record is not None and self.official.get(seller, {}).get("month", "") < record["month"]:
-                    # Saved with the state, lost on its way to the official table and topic.
+                    # Saved with the state, lost on its way to star-ratings-monthly (the table).
                     self._republish.setdefault(partition, []).append((seller, record))
                 if record is not None:
                     self.official[seller] = record

@@ -230,3 +230,40 @@ def test_kill_and_restart_restores_state_and_never_repeats_a_freeze(broker, tmp_
             assert without_as_of(orjson.loads(m.value)) == without_as_of(month[m.key.decode()])
     finally:
         worker.stop()
+
+
+def test_a_monthly_record_sent_before_a_crash_is_not_sent_again(broker, tmp_path):
+    """The crash window between a freeze's send and the seller's state write: the record is on
+    star-ratings-monthly, the worker restarts without knowing it froze. It reads the topic as
+    its official table and freezes that seller without a second record (SPEC: once per seller
+    per month); every other seller is frozen once."""
+    from streams.service.processor import partition_for
+
+    prefix = f"it{next(_prefixes)}-"
+    events = scripted_month()
+    month = expected_ratings(events, "2026-03-31T23:59:59.999Z")
+    worker = Worker(broker, prefix, tmp_path, store="rocksdb://").start()
+    try:
+        produce_events(broker, prefix, events)
+        worker.wait_processed(len(events))
+        worker.kill()
+        # What the killed worker's freeze had sent for "fading" (nothing of it saved).
+        sent = {**month["fading"], "month": "2026-03", "valid_from": "2026-04-05T10:00:00Z",
+                "valid_until": "2026-05-05T09:59:59.999Z"}
+        asyncio.run(_produce(broker.bootstrap, prefix, [
+            ("star-ratings-monthly", b"fading", orjson.dumps(sent), partition_for("fading", PARTITIONS))]))
+        worker.start()
+        tick_all(broker, prefix, "2026-04-05T00:00:00Z")
+        deadline = time.monotonic() + 90
+        while len(read_topic(broker, prefix + "star-ratings-monthly", idle=1.0)) < len(month):
+            assert time.monotonic() < deadline, "the freeze did not complete"
+            time.sleep(1)
+        tick_all(broker, prefix, "2026-04-06T00:00:00Z")  # a later tick: still nothing more
+        frozen = read_topic(broker, prefix + "star-ratings-monthly")
+        assert sorted(m.key.decode() for m in frozen) == sorted(month)
+        for m in frozen:
+            assert without_as_of(orjson.loads(m.value)) == without_as_of(month[m.key.decode()])
+        status, body = worker.get("/sellers/fading/official")
+        assert status == 200 and body == sent
+    finally:
+        worker.stop()
