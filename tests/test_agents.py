@@ -141,3 +141,24 @@ def test_messages_fetched_before_a_rebalance_are_dropped_not_handled(sent):
     asyncio.run(run())
     assert "s1" not in processor.published  # the stale buyer message never reached the state
     assert metrics.dead_letters.labels(reason="invalid_json")._value.get() == 1
+
+
+def test_latency_counts_each_record_once_when_a_hole_is_read_again(sent):
+    """Offset 1 arrives after 2 (a hole, sought back to), and 2 is then read again: all are
+    handled (state is idempotent), but produce->forecast latency is observed once per record;
+    counting the re-read put records handled seconds earlier into the histogram again."""
+    app = unit_app(sent, fast_fetch=True)
+    agent = app.agents[next(name for name in app.agents if name.endswith(".rate"))]
+    _, _, metrics = app.starcast
+    value = orjson.dumps(E.message(at(days=1), buyer="b0"))
+
+    async def run():
+        async with agent.test_context():
+            for n, offset in enumerate([0, 2, 1, 2, 3], start=1):
+                app.starcast_intake.put(message(app, offset, value))
+                await handled(metrics, n)  # one batch each, in this order
+
+    asyncio.run(run())
+    observed = next(sample.value for sample in metrics.latency.collect()[0].samples
+                    if sample.name.endswith("_count"))
+    assert observed == 4  # offsets 0, 2, 1, 3; not 2's re-read
