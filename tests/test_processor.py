@@ -255,25 +255,36 @@ def test_hostile_input_never_raises_and_never_touches_state():
         assert dirty.engine(p).rating(seller, at_) == clean.engine(p).rating(seller, at_)
 
 
-@pytest.mark.parametrize("lost", ["official", "state"])
-def test_a_crash_around_the_freeze_neither_loses_nor_changes_it(lost):
-    """The clock restored after a crash is already past the month end plus grace. Either the
-    official table's write was lost (the record saved with the state is sent again) or the
-    state's was (the month's facts were kept, and the freeze is redone to the same record)."""
+def march_frozen_for_s1():
+    """s1's March (four buyers on March 2) frozen by an event of April 5 that moves the clock
+    past the month end plus grace: the feed's effects, the freezing event's, and the record."""
     first = RatingProcessor(load(), PARTS)
     out = feed(first, four_buyers("s1", day=1))  # March 2: inside March's window, not April's
     late = E.visit("2026-04-05T00:00:00Z", "late", seller="s1")  # moves the clock past Apr 2
     eff = first.handle(orjson.dumps(late), b"s1", "t", partition_for("s1", PARTS), 99,
                        parse_ts("2026-04-05T00:00:00Z"))
-    frozen = dict(eff.monthly)["s1"]
-    assert frozen["indicators"]["active_buyers"]["value"] == 4
-    saved = out["writes"] + (eff.state_writes if lost == "official" else [])
-    writes = {}
-    for key, value in saved:  # as the table holds them
+    return out, eff, dict(eff.monthly)["s1"]
+
+
+def as_table(writes) -> dict:
+    """State writes as the table holds them (None deletes)."""
+    table = {}
+    for key, value in writes:
         if value is None:
-            writes.pop(key, None)
+            table.pop(key, None)
         else:
-            writes[key] = value
+            table[key] = value
+    return table
+
+
+@pytest.mark.parametrize("lost", ["official", "state"])
+def test_a_crash_around_the_freeze_neither_loses_nor_changes_it(lost):
+    """The clock restored after a crash is already past the month end plus grace. Either the
+    official table's write was lost (the record saved with the state is sent again) or the
+    state's was (the month's facts were kept, and the freeze is redone to the same record)."""
+    out, eff, frozen = march_frozen_for_s1()
+    assert frozen["indicators"]["active_buyers"]["value"] == 4
+    writes = as_table(out["writes"] + (eff.state_writes if lost == "official" else []))
     forecasts = {seller.encode(): orjson.dumps(r) for seller, r in out["forecasts"]}
     restarted = RatingProcessor(load(), PARTS)
     restarted.restore(writes.items(), forecasts.items(), [])
@@ -286,18 +297,8 @@ def test_a_freeze_sent_before_its_state_was_saved_is_not_sent_again():
     """A crash after the monthly record reached star-ratings-monthly (the official table's
     changelog) but before the seller's state write: the restored table has the record, the
     freeze is redone without sending it a second time, and the state takes the sent record."""
-    first = RatingProcessor(load(), PARTS)
-    out = feed(first, four_buyers("s1", day=1))
-    late = E.visit("2026-04-05T00:00:00Z", "late", seller="s1")
-    eff = first.handle(orjson.dumps(late), b"s1", "t", partition_for("s1", PARTS), 99,
-                       parse_ts("2026-04-05T00:00:00Z"))
-    frozen = dict(eff.monthly)["s1"]
-    state = {}
-    for key, value in out["writes"]:  # the freeze's own state writes lost
-        if value is None:
-            state.pop(key, None)
-        else:
-            state[key] = value
+    out, _, frozen = march_frozen_for_s1()
+    state = as_table(out["writes"])  # the freeze's own state writes lost
     restarted = RatingProcessor(load(), PARTS)
     restarted.restore(state.items(), [], [(b"s1", orjson.dumps(frozen))])
     p = partition_for("s1", PARTS)
