@@ -93,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"starcast: replaying the bundled sample {sample.name} with {rulebook.name}", file=sys.stderr)
         return run(str(sample), rulebook, None, sys.stdout.buffer)
     if args.command == "run":
-        from streams.service.runner import run_stack
+        from streams.local.runner import run_stack
 
         return run_stack(args)
     if args.command == "simulate":
         import orjson
 
-        from streams.simulate import events
+        from streams.local.simulate import events
 
         start = args.start
         if start == "recent":
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.produce:
             import asyncio
 
-            from streams.service.runner import produce
+            from streams.local.runner import produce
 
             prefix = os.environ.get("STARCAST_TOPIC_PREFIX", "")
             sent = asyncio.run(produce(args.produce, prefix, generated, args.rate, lambda n: None))
@@ -123,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             out.write(orjson.dumps(e) + b"\n")
         return 0
     if args.command == "soak":
-        from streams.service.soak import run_rebalances, run_soak
+        from streams.lab.soak import run_rebalances, run_soak
 
         if args.overload:
-            from streams.service.soak import print_overload
+            from streams.lab.soak import print_overload
 
             return print_overload(args.events, args.sellers, args.seed)
         if args.rebalance:
@@ -134,10 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_soak(args.rounds, args.events, args.sellers, args.kills, args.rate, args.seed)
     if args.command == "bench":
         if args.core:
-            from streams.bench import run_core_bench
+            from streams.lab.bench_core import run_core_bench
 
             return run_core_bench(args.events, args.sellers, args.seed, args.json)
-        from streams.service.bench_service import run_service_bench
+        from streams.lab.bench_service import run_service_bench
 
         return run_service_bench(args.events, args.sellers, args.seed, args.offered, args.json)
     return 2

@@ -121,3 +121,14 @@ def rate_events(events: list[dict], when: str | None = None, rulebook: str = "gl
 @pytest.fixture
 def rate():
     return rate_events
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test by its folder: `unit` (pure Python, no broker, no apt tools, seconds)
+    or `integration` (real broker, worker processes, Prometheus, Debian tools)."""
+    for item in items:
+        parts = item.path.parts
+        if "integration" in parts:
+            item.add_marker(pytest.mark.integration)
+        elif "unit" in parts:
+            item.add_marker(pytest.mark.unit)

@@ -9,7 +9,7 @@ the month's last instant. The long form is `starcast soak --rounds N`.
 
 from __future__ import annotations
 
-from streams.service.soak import run_round
+from streams.lab.soak import run_round
 
 
 def test_kills_at_random_points_change_no_forecast_and_no_freeze(tmp_path):

@@ -21,11 +21,11 @@ import orjson
 import pytest
 import yaml
 
-from streams.service.broker import EmbeddedBroker
+from streams.local.broker import EmbeddedBroker
 from tests.conftest import Events as E
 from tests.conftest import at
 from tests.integration.test_streaming import BAD_INPUT, Worker, _produce, produce_events, tick_all
-from tests.test_ops import RULES, referenced_metrics
+from tests.integration.test_ops import RULES, referenced_metrics
 
 SELLERS = [f"drop-{i:02d}" for i in range(25)]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.service.soak import run_rebalance
+from streams.lab.soak import run_rebalance
 
 
 @pytest.mark.parametrize("fast_fetch", ["1", "0"], ids=["own-fetch-loop", "faust-fetch-loop"])

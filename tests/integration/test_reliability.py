@@ -15,11 +15,11 @@ import orjson
 import pytest
 
 from streams.core.contract import TOPICS
-from streams.service.broker import EmbeddedBroker
-from streams.service.soak import (WorkerProcess, expected, final_instant, produced_counts, read_topic, send,
-                                  tick_messages, wait_consumed)
-from streams.simulate import events as simulate
-from tests.hostile import hostile_stream
+from streams.local.broker import EmbeddedBroker
+from streams.testing import (WorkerProcess, expected, final_instant, produced_counts, read_topic, send,
+                             tick_messages, wait_consumed)
+from streams.local.simulate import events as simulate
+from tests.support.hostile import hostile_stream
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from streams.service.broker import free_port
+from streams.local.broker import free_port
 
 
 def children_alive(pids: list[int]) -> list[int]:

@@ -12,11 +12,11 @@ import pytest
 
 from streams.core.rulebook import load
 from streams.core.timeutil import parse_ts
-from streams.service import soak
-from streams.service.broker import EmbeddedBroker
+from streams import testing
+from streams.local.broker import EmbeddedBroker
 from tests.conftest import rate_events
 from tests.integration.test_streaming import produce_events, tick_all
-from tests.test_score_rulebooks import strong
+from tests.unit.test_score_rulebooks import strong
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def ratings_as_served(base: str, want: dict, deadline: float) -> dict:
     """What the API answers for each seller of `want`, polled until it matches or the deadline."""
     while True:
         got = {s: get(base, f"/sellers/{s}") for s in want}
-        if all(got[s] and soak.comparable(got[s]) == soak.comparable(want[s]) for s in want) \
+        if all(got[s] and testing.comparable(got[s]) == testing.comparable(want[s]) for s in want) \
                 or time.monotonic() > deadline:
             return got
         time.sleep(1)
@@ -50,7 +50,7 @@ def ratings_as_served(base: str, want: dict, deadline: float) -> dict:
 @pytest.mark.parametrize("rulebook", ["merchant-3star", "cn-2020"])
 def test_worker_rates_and_freezes_with_a_score_rulebook(broker, tmp_path, rulebook):
     prefix = f"score-{rulebook}-"
-    worker = soak.WorkerProcess(broker.url, prefix, tmp_path, "w", store="memory://",
+    worker = testing.WorkerProcess(broker.url, prefix, tmp_path, "w", store="memory://",
                                 extra_env={"STARCAST_RULEBOOK": rulebook})
     worker.start().wait_ready()
     try:
@@ -61,14 +61,14 @@ def test_worker_rates_and_freezes_with_a_score_rulebook(broker, tmp_path, rulebo
         deadline = time.monotonic() + 90
         got = ratings_as_served(worker.base, want, deadline)
         for seller in want:
-            assert soak.comparable(got[seller]) == soak.comparable(want[seller])
+            assert testing.comparable(got[seller]) == testing.comparable(want[seller])
         assert got["s1"]["stars"] == 3 and got["s2"]["stars"] == 0  # $600 of orders: no transaction star
         official = get(worker.base, "/sellers/s1/official")
         while official is None and time.monotonic() < deadline + 30:  # 404 until the freeze is out
             time.sleep(1)
             official = get(worker.base, "/sellers/s1/official")
         march = rate_events(events, "2026-03-31T15:59:59.999Z", rulebook)["s1"]
-        assert official["month"] == "2026-03" and soak.comparable(official) == soak.comparable(march)
+        assert official["month"] == "2026-03" and testing.comparable(official) == testing.comparable(march)
         assert official["valid_from"] == "2026-04-05T02:00:00Z"
         assert load(rulebook).time_zone.key == "Asia/Shanghai"
         assert parse_ts(official["as_of"]) == parse_ts("2026-03-31T15:59:59.999Z")
@@ -82,12 +82,12 @@ def test_one_worker_rates_seller_groups_with_their_own_rulebooks(broker, tmp_pat
     answer names the groups."""
     from streams.core.groups import load_groups
     from streams.replay import replay
-    from tests.test_groups import GROUPS, mixed_month
+    from tests.unit.test_groups import GROUPS, mixed_month
 
     groups = tmp_path / "groups.toml"
     groups.write_text(GROUPS)
     prefix = "groups-"
-    worker = soak.WorkerProcess(broker.url, prefix, tmp_path, "w", store="memory://",
+    worker = testing.WorkerProcess(broker.url, prefix, tmp_path, "w", store="memory://",
                                 extra_env={"STARCAST_RULEBOOK_GROUPS": str(groups)})
     worker.start().wait_ready()
     try:
@@ -98,7 +98,7 @@ def test_one_worker_rates_seller_groups_with_their_own_rulebooks(broker, tmp_pat
         want = {r["seller_id"]: r for r in ratings}
         deadline = time.monotonic() + 90
         got = ratings_as_served(worker.base, want, deadline)
-        assert {s: soak.comparable(got[s]) for s in want} == {s: soak.comparable(want[s]) for s in want}
+        assert {s: testing.comparable(got[s]) for s in want} == {s: testing.comparable(want[s]) for s in want}
         assert {s: got[s]["rulebook"] for s in want} == {"cn-1": "cn-2020", "g-1": "global-2023",
                                                          "legacy-7": "merchant-3star"}
         health = get(worker.base, "/healthz")

@@ -22,9 +22,9 @@ from streams.core.contract import TOPICS
 from streams.core.rulebook import load
 from streams.core.timeutil import parse_ts
 from streams.replay import replay
-from streams.service.broker import EmbeddedBroker
-from streams.service import soak
-from streams.simulate import events as simulated
+from streams.local.broker import EmbeddedBroker
+from streams import testing
+from streams.local.simulate import events as simulated
 from tests.conftest import Events as E
 from tests.conftest import at
 
@@ -39,7 +39,7 @@ def broker():
     b.stop()
 
 
-class Worker(soak.WorkerProcess):
+class Worker(testing.WorkerProcess):
     """A `starcast worker` child process with its own topic prefix and web port."""
 
     def __init__(self, broker: EmbeddedBroker, prefix: str, tmp_path, store: str = "memory://"):
@@ -91,7 +91,7 @@ def tick_all(broker, prefix, when: str) -> None:
 
 
 def read_topic(broker, topic: str, idle: float = 3.0) -> list:
-    return soak.read_topic(broker.bootstrap, topic, idle)
+    return testing.read_topic(broker.bootstrap, topic, idle)
 
 
 def latest_by_key(messages) -> dict[str, dict]:
@@ -101,7 +101,7 @@ def latest_by_key(messages) -> dict[str, dict]:
     return latest
 
 
-without_as_of = soak.comparable  # every field but as_of (and a monthly record's month/validity)
+without_as_of = testing.comparable  # every field but as_of (and a monthly record's month/validity)
 
 
 def expected_ratings(events: list[dict], when: str) -> dict[str, dict]:

@@ -8,7 +8,7 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from streams.service.broker import EmbeddedBroker
+from streams.local.broker import EmbeddedBroker
 from streams.service.tansu_offsets import fetched_end_offsets
 
 

@@ -14,7 +14,7 @@ import yaml
 
 from streams.core.contract import TOPICS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OPS = ROOT / "ops"
 RULES = OPS / "prometheus" / "rules" / "starcast.yml"
 DASHBOARDS = sorted((OPS / "grafana" / "dashboards").glob("*.json"))

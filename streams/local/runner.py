@@ -23,7 +23,7 @@ from argparse import Namespace
 import orjson
 
 from streams.core.contract import TOPICS
-from streams.service.broker import EmbeddedBroker
+from streams.local.broker import EmbeddedBroker
 from streams.service.settings import Settings
 
 
@@ -123,7 +123,7 @@ def run_stack(args: Namespace) -> int:
             line(base, f"produced {sent:,}")
 
         if args.simulate:
-            from streams.simulate import events
+            from streams.local.simulate import events
 
             print(f"starcast: simulating {args.events:,} events for {args.sellers} sellers at "
                   f"{args.rate:,.0f} events/s; Ctrl-C stops", flush=True)

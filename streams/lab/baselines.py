@@ -8,7 +8,7 @@ Each runs as its own process and consumer group and prints one JSON line when it
 the expected number of events: `{"events": n, "first": t0, "last": t1}` (wall-clock seconds of
 the first and last event it handled), which the bench turns into events/s.
 
-    python -m streams.service.baselines floor|naive BROKER_URL TOPIC_PREFIX EVENTS PARTITIONS
+    python -m streams.lab.baselines floor|naive BROKER_URL TOPIC_PREFIX EVENTS PARTITIONS
 """
 
 from __future__ import annotations

@@ -12,214 +12,22 @@ The same code is the CI crash test (one short round) and the long soak (many see
 
 from __future__ import annotations
 
-import asyncio
-import io
 import os
 import random
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
-from streams.core.contract import TOPICS
-from streams.core.rulebook import load
-from streams.core.timeutil import parse_ts
-from streams.replay import replay
-from streams.service.broker import EmbeddedBroker, free_port
-from streams.service.runner import scrape, stop_group
-from streams.simulate import events as simulate
-
-MONTH_END_TICK = "2026-04-02T00:00:01Z"  # past March's end plus the 24 h grace: freezes March
-FINAL_TICK = "2026-04-05T00:00:00Z"
-
-
-class WorkerProcess:
-    """A `starcast worker` child process with its own web port and data directory."""
-
-    def __init__(self, broker_url: str, prefix: str, workdir: Path, name: str, store: str = "rocksdb://",
-                 partitions: int = 4, extra_env: dict[str, str] | None = None):
-        self.name, self.prefix, self.store, self.partitions = name, prefix, store, partitions
-        self.broker_url = broker_url
-        self.data_dir = str(workdir / f"data-{name}")
-        self.log = workdir / f"{name}.log"
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.extra_env = extra_env or {}
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> "WorkerProcess":
-        env = dict(os.environ, STARCAST_BROKER=self.broker_url, STARCAST_TOPIC_PREFIX=self.prefix,
-                   STARCAST_WEB_PORT=str(self.port), STARCAST_EMBEDDED_BROKER="1", STARCAST_STORE=self.store,
-                   STARCAST_DATA_DIR=self.data_dir, STARCAST_PARTITIONS=str(self.partitions), **self.extra_env)
-        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
-                                        env=env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        return self
-
-    def ready(self) -> bool:
-        try:
-            urllib.request.urlopen(self.base + "/healthz", timeout=1).read()
-            return True
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def recoveries(self) -> int:
-        return self.log.read_text(errors="replace").count("Recovery]: Recovery complete") if self.log.exists() else 0
-
-    def wait_ready(self, timeout: float = 90, recoveries_before: int | None = None) -> float:
-        """Seconds until the worker serves HTTP and, if given a count, has completed one more
-        table recovery than before (that is, has rejoined the group and restored its tables)."""
-        started = time.monotonic()
-        while not self.ready() or (recoveries_before is not None and self.recoveries() <= recoveries_before):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker {self.name} exited with {self.process.returncode}; see {self.log}")
-            if time.monotonic() - started > timeout:
-                raise RuntimeError(f"worker {self.name} not ready after {timeout}s; see {self.log}")
-            time.sleep(0.2)
-        return time.monotonic() - started
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        stop_group(self.process)
-
-    def metrics(self) -> dict[str, float]:
-        return scrape(self.base + "/metrics")
-
-    def rebalances(self) -> int:
-        return self.log.read_text(errors="replace").count("Setting newly assigned partitions")
-
-
-async def _send(bootstrap: str, messages: list[tuple[str, bytes | None, bytes, int | None]], rate: float) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
-    started = time.monotonic()
-    try:
-        for i, (topic, key, value, partition) in enumerate(messages, start=1):
-            await producer.send(topic, key=key, value=value, partition=partition)
-            if i % 100 == 0:
-                ahead = i / rate - (time.monotonic() - started)
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-def send(bootstrap: str, messages, rate: float = 1e9) -> None:
-    asyncio.run(_send(bootstrap, messages, rate))
-
-
-def event_messages(prefix: str, events: list[dict]) -> list:
-    return [(prefix + TOPICS[e["type"]], e["seller_id"].encode(), orjson.dumps(e), None) for e in events]
-
-
-def final_instant(events: list[dict]) -> str:
-    """FINAL_TICK, or the latest event if later: every partition's clock must end at the
-    instant replay rates at (a simulated month can spill a few days into the next)."""
-    return max(FINAL_TICK, max(e["ts"] for e in events), key=parse_ts)
-
-
-def tick_messages(prefix: str, when: str, partitions: int) -> list:
-    value = orjson.dumps({"now": parse_ts(when)})
-    return [(prefix + "starcast-ticks", None, value, p) for p in range(partitions)]
-
-
-def read_topic(bootstrap: str, topic: str, idle: float = 2.0, timeout: float = 120.0) -> list:
-    """Every record of `topic`: read at least up to the end offsets listed at the start, then
-    until nothing arrives for `idle` seconds. An idle pause alone once ended a read of a
-    12 MB changelog early on a busy broker (the bench's state size came out 9 MB, not 13)."""
-    async def read():
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.structs import TopicPartition
-
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                    group_id=None, enable_auto_commit=False)
-        await consumer.start()
-        out = []
-        try:
-            await consumer.topics()  # loads the metadata
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            if not tps:
-                return out
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)  # tansu may answer short: the idle rule reads on
-            deadline = asyncio.get_running_loop().time() + timeout
-            while True:
-                batch = await consumer.getmany(timeout_ms=int(idle * 1000))
-                for messages in batch.values():
-                    out.extend(messages)
-                if not batch:
-                    behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
-                    if not behind or asyncio.get_running_loop().time() > deadline:
-                        return out
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(read())
-
-
-def produced_counts(messages: list, partitions: int) -> dict[tuple[str, int], int]:
-    """Messages per (topic, partition) as the default partitioner places seller-keyed ones."""
-    from streams.service.processor import partition_for
-
-    counts: dict[tuple[str, int], int] = {}
-    for topic, key, _value, partition in messages:
-        p = partition if partition is not None else partition_for(key.decode(), partitions)
-        counts[(topic, p)] = counts.get((topic, p), 0) + 1
-    return counts
-
-
-def wait_consumed(bootstrap: str, group: str, expected: dict[tuple[str, int], int], timeout: float) -> None:
-    """Until the workers' consumer group has committed past every message produced.
-
-    Ticks travel on their own topic, consumed independently of the input topics: a tick sent
-    while input is still queued would move the clock (and freeze a month) ahead of the data.
-    """
-
-    async def committed() -> dict[tuple[str, int], int]:
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.structs import TopicPartition
-
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            return {(t, p): (await consumer.committed(TopicPartition(t, p))) or 0 for t, p in expected}
-        finally:
-            await consumer.stop()
-
-    deadline = time.monotonic() + timeout
-    while True:
-        done = asyncio.run(committed())
-        if all(done[tp] >= n for tp, n in expected.items()):
-            return
-        if time.monotonic() > deadline:
-            behind = {f"{t}/{p}": n - done[(t, p)] for (t, p), n in expected.items() if done[(t, p)] < n}
-            raise RuntimeError(f"workers still behind after {timeout}s: {behind}")
-        time.sleep(1)
-
-
-def comparable(rating: dict) -> dict:
-    return {k: v for k, v in rating.items() if k not in ("as_of", "month", "valid_from", "valid_until")}
-
-
-def expected(events: list[dict], when: str) -> dict[str, dict]:
-    lines = [orjson.dumps(e) for e in events]
-    return {r["seller_id"]: comparable(r) for r in replay(lines, load(), parse_ts(when), io.StringIO())}
+from streams.local.broker import EmbeddedBroker
+from streams.local.simulate import events as simulate
+from streams.testing import (MONTH_END_TICK, PeakRss, WorkerProcess, comparable, event_messages, expected,
+                             final_instant, produced_counts, read_topic, rss_bytes, send, tick_messages,
+                             wait_consumed)
 
 
 @dataclass
@@ -337,45 +145,17 @@ class OverloadResult:
         return self.events / self.drained_seconds
 
 
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-class PeakRss:
-    """Samples a process's RSS in the background while in use."""
-
-    def __init__(self, pid: int, every: float = 0.2):
-        self.pid, self.every, self.peak, self._stop = pid, every, 0, threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, rss_bytes(self.pid))
-            except OSError:
-                return
-            time.sleep(self.every)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def run_overload(n_events: int = 50_000, n_sellers: int = 1_000, seed: int = 11, repeats: int = 3,
-                 workdir: Path | None = None) -> OverloadResult:
+                 workdir: Path | None = None, paused: bool = False) -> OverloadResult:
     """Burst-test one worker and watch its memory. First the month's events go in and drain
     (the state is built); then the same events go in `repeats` more times as one burst, as fast
     as the client can. Re-deliveries leave the state as it is, so memory that grows during the
     second burst is memory holding the backlog: Faust should pause fetching when its buffers
-    fill and leave the backlog in Kafka. The result describes the second burst."""
+    fill and leave the backlog in Kafka. The result describes the second burst.
+
+    `paused`: the worker is stopped (SIGSTOP) while the burst is sent and continued after, so
+    the whole burst waits for it at once, whatever the machine's speed: an overload by
+    construction (the drain is timed from the continue)."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="starcast-overload-"))
     workdir.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker().start()
@@ -388,18 +168,23 @@ def run_overload(n_events: int = 50_000, n_sellers: int = 1_000, seed: int = 11,
         send(broker.bootstrap, messages)
         wait_consumed(broker.bootstrap, group, produced_counts(messages, worker.partitions), 60 + n_events / 100)
         burst = messages * repeats
-        rss_start = rss_bytes(worker.process.pid)
-        with PeakRss(worker.process.pid, every=0.1) as rss:
+        rss_start = rss_bytes(worker.pid)
+        with PeakRss(worker.pid, every=0.1) as rss:
+            if paused:
+                os.kill(worker.pid, signal.SIGSTOP)
             started = time.monotonic()
             send(broker.bootstrap, burst)
             offered = len(burst) / (time.monotonic() - started)
+            if paused:
+                os.kill(worker.pid, signal.SIGCONT)
+                started = time.monotonic()
             try:
                 wait_consumed(broker.bootstrap, group, produced_counts(messages * (repeats + 1), worker.partitions),
                               60 + len(burst) / 100)
             finally:
                 drained = time.monotonic() - started
         return OverloadResult(len(burst), offered, drained, rss_start, max(rss_start, rss.peak),
-                              rss_bytes(worker.process.pid))
+                              rss_bytes(worker.pid))
     finally:
         worker.stop()
         broker.stop()
@@ -420,7 +205,7 @@ def _finish_and_compare(broker, prefix: str, events: list[dict], messages: list,
     if mid_freeze is not None:
         mid_freeze()
     for w in workers:
-        if w.process.poll() is not None:
+        if not w.running():
             w.start()
     for w in workers:
         w.wait_ready()
@@ -493,10 +278,10 @@ def _chaos(rnd: random.Random, workers: list[WorkerProcess], result: RoundResult
 
 def run_soak(rounds: int, n_events: int, n_sellers: int, kills: int, rate: float, seed: int) -> int:
     results = []
-    for r in range(rounds):
-        print(f"round {r + 1}/{rounds} (seed {seed + r}): {n_events:,} events, {n_sellers:,} sellers, "
+    for i in range(rounds):
+        print(f"round {i + 1}/{rounds} (seed {seed + i}): {n_events:,} events, {n_sellers:,} sellers, "
               f"{kills} kill points", flush=True)
-        results.append(run_round(seed + r, n_events, n_sellers, kills, rate))
+        results.append(run_round(seed + i, n_events, n_sellers, kills, rate))
     print(f"\n{'seed':>6} {'events':>8} {'kills':>6} {'rebalances':>10} {'stalls':>6} {'mismatches':>10} "
           f"{'recovery p50 s':>14} {'recovery max s':>14} {'round s':>8}")
     for r in results:
@@ -513,11 +298,11 @@ def run_soak(rounds: int, n_events: int, n_sellers: int, kills: int, rate: float
 def run_rebalances(rounds: int, n_events: int, n_sellers: int, rate: float, seed: int) -> int:
     """1 → 2 → 1 scaling rounds, each without and with a standby replica, side by side."""
     results = []
-    for r in range(rounds):
+    for i in range(rounds):
         for standby in (0, 1):
-            print(f"round {r + 1}/{rounds} (seed {seed + r}, standby replicas {standby}): {n_events:,} events, "
+            print(f"round {i + 1}/{rounds} (seed {seed + i}, standby replicas {standby}): {n_events:,} events, "
                   f"{n_sellers:,} sellers", flush=True)
-            results.append((standby, run_rebalance(seed + r, n_events, n_sellers, rate, standby)))
+            results.append((standby, run_rebalance(seed + i, n_events, n_sellers, rate, standby)))
     print(f"\n{'seed':>6} {'standby':>7} {'events':>8} {'rebalances':>10} {'stalls':>6} {'mismatches':>10} "
           f"{'takeover s':>10} {'round s':>8}")
     for standby, r in results:
@@ -534,7 +319,8 @@ def run_rebalances(rounds: int, n_events: int, n_sellers: int, rate: float, seed
 def print_overload(n_events: int, n_sellers: int, seed: int) -> int:
     r = run_overload(n_events, n_sellers, seed)
     mib = 1 << 20
-    print(f"burst of re-deliveries after the month was rated: {r.events:,} events offered at {r.offered_per_second:,.0f}/s; drained in "
+    print(f"burst of re-deliveries after the month was rated: {r.events:,} events offered at "
+          f"{r.offered_per_second:,.0f}/s; drained in "
           f"{r.drained_seconds:.1f} s ({r.handled_per_second:,.0f}/s)")
     print(f"worker RSS: {r.rss_start_bytes / mib:.0f} MiB before the burst, {r.rss_peak_bytes / mib:.0f} MiB peak, "
           f"{r.rss_end_bytes / mib:.0f} MiB after")

@@ -25,22 +25,22 @@ from pathlib import Path
 
 import orjson
 
-from streams.service.broker import EmbeddedBroker
-from streams.service.soak import PeakRss, WorkerProcess, event_messages, send
-from streams.simulate import events as simulate
+from streams.local.broker import EmbeddedBroker
+from streams.testing import PeakRss, WorkerProcess, event_messages, send
+from streams.local.simulate import events as simulate
 
 PREFIX = "bench-"
 PARTITIONS = 4
 
 
 def run_baseline(kind: str, broker: EmbeddedBroker, n: int, timeout: float) -> dict:
-    process = subprocess.Popen([sys.executable, "-m", "streams.service.baselines", kind, broker.url, PREFIX,
+    process = subprocess.Popen([sys.executable, "-m", "streams.lab.baselines", kind, broker.url, PREFIX,
                                 str(n), str(PARTITIONS)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     result: dict = {}
 
     def read() -> None:
-        for line in process.stdout:
+        for line in process.stdout or ():
             if line.startswith(b"{"):
                 result.update(orjson.loads(line))
                 return
@@ -110,7 +110,7 @@ def measure_workers(broker: EmbeddedBroker, workdir: Path, names: list[str], n: 
                              extra_env={"STARCAST_APP_ID": app_id, **(env or {})}) for name in names]
     for w in workers:
         w.start()
-    samplers = [PeakRss(w.process.pid).__enter__() for w in workers]
+    samplers = [PeakRss(w.pid).__enter__() for w in workers]
     try:
         first = last = None
         deadline = time.monotonic() + timeout
@@ -139,7 +139,7 @@ def stored_state(broker: EmbeddedBroker, events: list[dict]) -> dict:
     changelog, summed per seller (key + value bytes), and per buyer or visitor tracked."""
     from streams.core.engine import Engine
     from streams.core.rulebook import load
-    from streams.service.soak import read_topic
+    from streams.testing import read_topic
 
     latest: dict[bytes, int] = {}
     for m in read_topic(broker.bootstrap, f"{PREFIX}starcast-state-changelog"):
@@ -172,7 +172,8 @@ def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, 
         report["naive"] = run_baseline("naive", broker, n_events, timeout)
 
         report["starcast"] = measure_workers(broker, workdir, ["starcast"], n_events, timeout)
-        report["ratio_starcast_to_floor"] = round(report["starcast"]["events_per_s"] / report["floor"]["events_per_s"], 3)
+        report["ratio_starcast_to_floor"] = round(
+            report["starcast"]["events_per_s"] / report["floor"]["events_per_s"], 3)
         # Beside it, the same worker on Faust's own fetch loop (STARCAST_FAST_FETCH=0; README).
         report["starcast_faust_fetch"] = measure_workers(broker, workdir, ["faust-fetch"], n_events, timeout,
                                                          app_id="starcast-faust-fetch",
@@ -199,7 +200,8 @@ def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, 
             before = latency_buckets(fresh)
             achieved, handled = offer(broker, fresh, load, offered, timeout)
             if not handled:
-                raise RuntimeError(f"the restored worker did not handle the {len(load):,} latency events; see {workdir}")
+                raise RuntimeError(
+                    f"the restored worker did not handle the {len(load):,} latency events; see {workdir}")
             after = latency_buckets(fresh)
             report["latency"] = {"offered_per_s": round(achieved), "events": len(load),
                                  "p50_s": quantile(before, after, 0.5), "p99_s": quantile(before, after, 0.99)}

@@ -226,7 +226,7 @@ def test_wall_clock_mode_advances_without_events():
 
 def test_hostile_input_never_raises_and_never_touches_state():
     """Every mutation is rejected with its reason; state and forecasts equal the valid-only run."""
-    from tests.hostile import hostile_stream
+    from tests.support.hostile import hostile_stream
 
     valid = four_buyers("s1") + four_buyers("s2", day=2)
     clean = RatingProcessor(load(), PARTS)

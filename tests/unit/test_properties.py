@@ -13,7 +13,7 @@ from streams.core.engine import Engine
 from streams.core.rulebook import load
 from streams.core.state import SellerState
 from streams.core.timeutil import DAY, HOUR, format_ts, parse_ts
-from tests.reference import comparable, reference_rating
+from tests.support.reference import comparable, reference_rating
 
 RB = load("global-2023")
 T0 = parse_ts("2026-03-01T00:00:00Z")

