@@ -1,4 +1,4 @@
-"""`starcast replay FILE [--at RFC3339] [--rulebook NAME] [--groups FILE]` (SPEC §4).
+"""`starcast replay FILE [--at RFC3339] [--rulebook NAME] [--groups FILE]` (docs/spec.md §4).
 
 Reads JSON lines of any event types, prints one rating per seller sorted by seller_id. Lines
 that fail the contract go to stderr with their line number and reason; the replay goes on.
@@ -17,11 +17,11 @@ import orjson
 from streams.core.contract import FUTURE_TOLERANCE_MS, FUTURE_TS, Rejected, decode, validate
 from streams.core.engine import Engine
 from streams.core.groups import RulebookSelection
-from streams.core.rulebook import Rulebook
+from streams.core.rulebook import AnyBook
 from streams.core.timeutil import parse_ts
 
 
-def replay(lines: Iterable[bytes], rulebook: Rulebook | RulebookSelection, at: int | None = None,
+def replay(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: int | None = None,
            errors: IO[str] | None = None) -> list[dict]:
     """Ratings for every seller in `lines`, sorted by seller; rejected lines are reported to
     `errors`. `rulebook`: one for every seller, or a selection by seller group."""
@@ -38,22 +38,23 @@ def replay(lines: Iterable[bytes], rulebook: Rulebook | RulebookSelection, at: i
     if at is None and events:  # default instant: the latest valid ts in the file
         at = max(event.ts for _, event in events)
     engines = {book.name: Engine(book) for book in selection.rulebooks}
+    horizon = None if at is None else at + FUTURE_TOLERANCE_MS  # None only without events
     for number, event in events:
         try:
-            if event.ts > at + FUTURE_TOLERANCE_MS:
+            if horizon is not None and event.ts > horizon:
                 raise Rejected(FUTURE_TS, f"ts: {event.body['ts']} is more than a day after --at")
             engines[selection.rulebook_for(event.seller_id).name].apply(event)
         except Rejected as exc:
             rejected.append((number, exc))
     errors = errors if errors is not None else sys.stderr
-    for number, exc in sorted(rejected, key=lambda item: item[0]):
-        errors.write(f"line {number}: {exc.reason}: {exc.message}\n")
+    for number, error in sorted(rejected, key=lambda item: item[0]):
+        errors.write(f"line {number}: {error.reason}: {error.message}\n")
     if at is None:
         return []
     return sorted((r for engine in engines.values() for r in engine.ratings(at)), key=lambda r: r["seller_id"])
 
 
-def run(path: str, rulebook: Rulebook | RulebookSelection, at: str | None, out: IO[bytes]) -> int:
+def run(path: str, rulebook: AnyBook | RulebookSelection, at: str | None, out: IO[bytes]) -> int:
     instant = parse_ts(at) if at else None
     with (sys.stdin.buffer if path == "-" else open(path, "rb")) as fh:
         ratings = replay(fh, rulebook, instant)

@@ -37,7 +37,7 @@ UNKNOWN_CURRENCY = "unknown_currency"
 REASONS = (INVALID_JSON, TOO_LARGE, NOT_OBJECT, UNKNOWN_TYPE, SCHEMA, FUTURE_TS, UNKNOWN_CURRENCY)
 
 FUTURE_TOLERANCE_MS = DAY
-"""An event more than this far ahead of the clock is rejected (SPEC §2)."""
+"""An event more than this far ahead of the clock is rejected (docs/spec.md §2)."""
 
 
 class Rejected(Exception):
@@ -215,7 +215,7 @@ def load_schemas(directory: Path = SCHEMA_DIR) -> dict[str, dict[str, Any]]:
 
 SCHEMAS = load_schemas()
 TOPICS = {name: schema["x-topic"] for name, schema in SCHEMAS.items()}
-"""Event type -> its default input topic (SPEC §2)."""
+"""Event type -> its default input topic (docs/spec.md §2)."""
 _CHECKS = {name: compile_schema(schema) for name, schema in SCHEMAS.items()}
 
 
@@ -246,7 +246,7 @@ def validate(obj: dict[str, Any], clock: int | None = None) -> Event:
     ts = parse_ts(obj["ts"])
     if clock is not None and ts > clock + FUTURE_TOLERANCE_MS:
         raise Rejected(FUTURE_TS, f"ts: {obj['ts']} is more than a day ahead of the clock")
-    return Event(kind, obj["seller_id"], obj["event_id"], ts, obj)
+    return Event(str(kind), obj["seller_id"], obj["event_id"], ts, obj)
 
 
 def parse_event(raw: bytes | str, clock: int | None = None) -> Event:

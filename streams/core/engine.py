@@ -1,7 +1,8 @@
 """The rating engine: many sellers' states behind one call per event.
 
-This is what `starcast replay` runs and what the worker's agents call; it holds no Faust or
-Kafka types, only validated events, states and ratings.
+This is what `starcast replay` runs and what the worker's processor calls; it holds no Faust
+or Kafka types, only validated events, states and ratings, and sees a rating model only
+through `model.RatingModel`.
 """
 
 from __future__ import annotations
@@ -10,27 +11,15 @@ import gc
 from typing import Any, Iterable
 
 from streams.core.contract import Event, parse_event
-from streams.core.measures import Aggregator
-from streams.core.rating import rate
+from streams.core.indicators import IndicatorModel
+from streams.core.model import RatingModel, SellerFacts
 from streams.core.rulebook import Rulebook
-from streams.core import scoring
-from streams.core.state import SellerState
+from streams.core.scoring import ScoreBook, ScoreModel
 
 
-def state_class(rulebook: Rulebook) -> type[SellerState]:
-    """The kind of per-seller state the rulebook's model rates."""
-    return scoring.ScoreState if rulebook.model == "score" else SellerState  # type: ignore[return-value]
-
-
-def new_state(rulebook: Rulebook, seller_id: str, keep_for_freeze: bool = False) -> SellerState:
-    """An empty state of the kind the rulebook's model rates."""
-    return state_class(rulebook)(rulebook, seller_id, keep_for_freeze)
-
-
-def state_from_entities(rulebook: Rulebook, seller_id: str, items: Iterable[tuple[str, str, bytes]],
-                        keep_for_freeze: bool = False) -> SellerState:
-    """A state rebuilt from the entities its `take_dirty()` wrote."""
-    return state_class(rulebook).from_entities(rulebook, seller_id, items, keep_for_freeze)
+def model_for(book: Rulebook | ScoreBook) -> RatingModel[Any]:
+    """The rating model a rulebook is written for."""
+    return ScoreModel(book) if isinstance(book, ScoreBook) else IndicatorModel(book)
 
 
 def tune_gc() -> None:
@@ -40,16 +29,17 @@ def tune_gc() -> None:
 
 
 class Engine:
-    def __init__(self, rulebook: Rulebook, keep_for_freeze: bool = False):
+    def __init__(self, rulebook: Rulebook | ScoreBook, keep_for_freeze: bool = False):
         self.rulebook = rulebook
+        self.model = model_for(rulebook)
         self.keep_for_freeze = keep_for_freeze  # see SellerState: workers that freeze months
-        self.states: dict[str, SellerState] = {}
+        self.states: dict[str, SellerFacts] = {}
         self.clock: int | None = None  # the stream clock; sellers catch up when next touched
 
-    def state(self, seller_id: str) -> SellerState:
+    def state(self, seller_id: str) -> SellerFacts:
         state = self.states.get(seller_id)
         if state is None:
-            state = self.states[seller_id] = new_state(self.rulebook, seller_id, self.keep_for_freeze)
+            state = self.states[seller_id] = self.model.new_state(seller_id, self.keep_for_freeze)
         if self.clock is not None:
             state.advance(self.clock)
         return state
@@ -70,12 +60,7 @@ class Engine:
 
     def rating(self, seller_id: str, at: int) -> dict[str, Any]:
         """The seller's rating at `at`; incremental for a forward clock, exact for any `at`."""
-        state = self.state(seller_id)
-        if self.rulebook.model == "score":  # computed from the facts: few per seller
-            return scoring.rate(seller_id, state, at)
-        if state.aggregator is None:
-            state.aggregator = Aggregator(state)
-        return rate(seller_id, state.aggregator.measures(at), self.rulebook)
+        return self.model.rate(seller_id, self.state(seller_id), at)
 
     def ratings(self, at: int, sellers: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Ratings at `at`, sorted by seller id."""

@@ -26,13 +26,13 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 
-from streams.core.rulebook import Rulebook, RulebookError, load
+from streams.core.rulebook import AnyBook, RulebookError, load
 
 
 @dataclass(frozen=True)
 class SellerGroup:
     name: str
-    rulebook: Rulebook
+    rulebook: AnyBook
     sellers: frozenset[str] = frozenset()
     prefixes: tuple[str, ...] = ()
 
@@ -43,20 +43,20 @@ class SellerGroup:
 class RulebookSelection:
     """seller id -> rulebook, per the deployment's default and its seller groups."""
 
-    def __init__(self, default: Rulebook, groups: tuple[SellerGroup, ...] = ()):
+    def __init__(self, default: AnyBook, groups: tuple[SellerGroup, ...] = ()):
         self.default = default
         self.groups = groups
-        self._memo: dict[str, Rulebook] = {}
+        self._memo: dict[str, AnyBook] = {}
 
     @property
-    def rulebooks(self) -> list[Rulebook]:
+    def rulebooks(self) -> list[AnyBook]:
         """Every rulebook in use, the default first, each once (by name)."""
-        seen: dict[str, Rulebook] = {self.default.name: self.default}
+        seen: dict[str, AnyBook] = {self.default.name: self.default}
         for group in self.groups:
             seen.setdefault(group.rulebook.name, group.rulebook)
         return list(seen.values())
 
-    def rulebook_for(self, seller_id: str) -> Rulebook:
+    def rulebook_for(self, seller_id: str) -> AnyBook:
         rulebook = self._memo.get(seller_id)
         if rulebook is None:
             rulebook = next((g.rulebook for g in self.groups if g.matches(seller_id)), self.default)

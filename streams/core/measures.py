@@ -1,4 +1,4 @@
-"""Facts to indicator values at one instant (SPEC §1.1 definitions, rulebook parameters).
+"""Facts to indicator values at one instant (docs/spec.md §1.1 definitions, rulebook parameters).
 
 A seller's measures are the sum of per-entity *contributions*: each conversation adds to the
 response figures, each person (buyer/visitor) to active buyers and conversion, each product,
@@ -19,8 +19,8 @@ from operator import attrgetter
 from dataclasses import dataclass
 from typing import Iterable
 
-from streams.core.state import (K_CONVERSATION, K_KWA, K_PENALTY, K_PERSON, K_PRODUCT, K_RFQ,
-                                SellerState, lww_at)
+from streams.core.lww import lww_at
+from streams.core.state import K_CONVERSATION, K_KWA, K_PENALTY, K_PERSON, K_PRODUCT, K_RFQ, SellerState
 
 LIVE_TIERS = ("potential", "top", "super")
 
@@ -110,8 +110,8 @@ def conversation_part(state: SellerState, cid: str, at: int) -> Contribution:
         part = {RT_SUM: delay, RT_COUNT: 1, RATE_TOTAL: 1, ANSWERED: int(delay <= rb.answer_within_ms)}
         return part, _soonest(first + rb.window_ms, pending)
     mark = first + rb.answer_within_ms  # unanswered: joins the rate's denominator after 24 h
-    part = {RATE_TOTAL: 1} if mark <= at else None
-    return part, _soonest(first + rb.window_ms, mark if mark > at else None, reply, pending)
+    waiting: dict[int, int] | None = {RATE_TOTAL: 1} if mark <= at else None
+    return waiting, _soonest(first + rb.window_ms, mark if mark > at else None, reply, pending)
 
 
 def person_part(state: SellerState, pid: str, at: int) -> Contribution:
@@ -201,6 +201,7 @@ def penalty_part(state: SellerState, pid: str, at: int) -> Contribution:
         return None, None
     pending = _soonest(issued + rb.risk_window_ms, _after((v[0] for v in versions), at))
     current = lww_at(versions, at)
+    assert current is not None  # issued <= at: a version exists at `at`
     if current[3] and not current[4]:  # serious and not revoked
         return {RISK: current[2]}, pending
     return None, pending
@@ -216,7 +217,7 @@ def _windowed_part(ts: int | None, value: int, position: int, at: int, window: i
 
 def kwa_part(state: SellerState, eid: str, at: int) -> Contribution:
     record = state.kwa.get(eid)
-    return _windowed_part(record and record[0], record[1] if record else 0, KWA, at, state.rulebook.window_ms)
+    return _windowed_part(record[0] if record else None, record[1] if record else 0, KWA, at, state.rulebook.window_ms)
 
 
 def rfq_part(state: SellerState, eid: str, at: int) -> Contribution:

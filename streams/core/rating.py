@@ -127,7 +127,7 @@ _RATINGS_LIMIT = 20_000
 
 
 def rate(seller_id: str, m: Measures, rb: Rulebook) -> dict[str, Any]:
-    """The rating object of SPEC §3 for one seller at instant m.at.
+    """The rating object of docs/spec.md §3 for one seller at instant m.at.
 
     Memoised on the measures: half the re-ratings of a stream are of measures seen before
     (many small sellers look alike), and all but `seller_id` and `as_of` follow from them.
@@ -148,7 +148,7 @@ def _rate(m: Measures, rb: Rulebook) -> dict[str, Any]:
     tables = rb.thresholds_for(m.region, m.category)
     values = indicator_values(m, rb)
     stars = {name: _earned(name, values[name], m, tables[name]) for name in INDICATORS}
-    bonus = apply_bonus(stars, values["marketing_index"], rb)
+    bonus = apply_bonus(stars, int(values["marketing_index"] or 0), rb)  # always an int
     lowest = min(stars.values())
     healthy = m.risk_points < rb.unhealthy_points
     return {

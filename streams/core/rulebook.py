@@ -6,7 +6,7 @@ and names the offending key, so a malformed rulebook never reaches a worker.
 
 Format, in short (see `global-2023.toml` and docs/rulebooks.md):
 - `model = "indicators"`: each `[indicators.NAME]` has a `direction` (`at_least`/`at_most`) and
-  `thresholds` for 1..max_stars stars. Score models (SPEC §1.2) will use the same threshold
+  `thresholds` for 1..max_stars stars. Score models (docs/spec.md §1.2) will use the same threshold
   tables over capability scores, with `[capabilities.NAME]` listing weighted sub-items and their
   breakpoints; `model` selects the evaluator, so they need no change to this format.
 - `[[overrides]]` match `region` and/or `category` and replace thresholds per indicator.
@@ -17,15 +17,14 @@ from __future__ import annotations
 import tomllib
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from decimal import Decimal
+from typing import Any
 from importlib import resources
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from streams.core.scoring import ScoreBook, parse_score
 from streams.core.timeutil import DAY, HOUR
-
-if TYPE_CHECKING:
-    from streams.core.scoring import ScoreBook
+from streams.core.tomlcheck import RulebookError, require
 
 INDICATORS = (
     "potential_products",
@@ -35,15 +34,11 @@ INDICATORS = (
     "conversion_rate",
     "marketing_index",
 )
-"""The indicators the `indicators` model can measure, in output order (SPEC §1.1)."""
+"""The indicators the `indicators` model can measure, in output order (docs/spec.md §1.1)."""
 
 OVERRIDABLE = ("potential_products", "top_super_products", "active_buyers", "conversion_rate")
 MODELS = ("indicators", "score")
 BONUS_MODES = ("one", "each")
-
-
-class RulebookError(ValueError):
-    """A rulebook file that cannot be used; the message names the key."""
 
 
 @dataclass(frozen=True)
@@ -54,17 +49,18 @@ class Threshold:
     thresholds: tuple[float, ...]  # value needed for 1..max_stars stars
     min_super: tuple[int, ...] = ()  # top_super_products: super products needed per star
     floor_stars: int = 0  # stars given whatever the value (marketing_index: 2)
+    keys: tuple[float, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Ascending keys for bisect: thresholds for at_least, negated ones for at_most.
         keys = self.thresholds if self.direction == "at_least" else tuple(-t for t in self.thresholds)
-        object.__setattr__(self, "_keys", keys)
+        object.__setattr__(self, "keys", keys)
 
     def stars(self, value: float | None, supers: int = 0) -> int:
         """Stars earned by `value` (thresholds are monotone, so a bisect finds the level)."""
         if value is None:
             return self.floor_stars
-        earned = bisect_right(self._keys, value if self.direction == "at_least" else -value)
+        earned = bisect_right(self.keys, value if self.direction == "at_least" else -value)
         if self.min_super:
             while earned and supers < self.min_super[earned - 1]:
                 earned -= 1
@@ -108,7 +104,7 @@ class Rulebook:
     bonus_max_stars_before: int
     bonus_indicators: tuple[str, ...]
     usd_per_unit: dict[str, Decimal]
-    marketing: dict[str, object]
+    marketing: dict[str, Any]
     kwa_usd_points: tuple[tuple[Decimal, int], ...]
     indicators: dict[str, Threshold]
     overrides: tuple[Override, ...] = field(default=())
@@ -146,15 +142,6 @@ class Rulebook:
         return result
 
 
-def _get(table: dict, key: str, kind: type | tuple[type, ...], where: str):
-    if key not in table:
-        raise RulebookError(f"{where}{key}: missing")
-    value = table[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise RulebookError(f"{where}{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
-    return value
-
-
 def _thresholds(values: object, direction: str, max_stars: int, where: str) -> tuple[float, ...]:
     if not isinstance(values, list) or len(values) != max_stars:
         raise RulebookError(f"{where}: expected a list of {max_stars} thresholds, got {values!r}")
@@ -167,51 +154,46 @@ def _thresholds(values: object, direction: str, max_stars: int, where: str) -> t
     return tuple(values)
 
 
-def parse(data: dict, source: str = "<rulebook>") -> "Rulebook | ScoreBook":
+def parse(data: dict, source: str = "<rulebook>") -> Rulebook | ScoreBook:
     """Build and check a Rulebook from parsed TOML; RulebookError names the first bad key."""
-    name = _get(data, "name", str, "")
-    model = _get(data, "model", str, "")
+    name = require(data, "name", str, "")
+    model = require(data, "model", str, "")
     if model not in MODELS:
         raise RulebookError(f"model: unknown model {model!r} (known: {', '.join(MODELS)})")
-    if model == "score":  # SPEC §1.2: capability scores from sub-item breakpoints
-        from streams.core.scoring import ScoreBookError, parse_score
-
-        try:
-            return parse_score(data, source)
-        except ScoreBookError as exc:
-            raise RulebookError(str(exc)) from None
+    if model == "score":  # docs/spec.md §1.2: capability scores from sub-item breakpoints
+        return parse_score(data, source)
     try:
-        zone = ZoneInfo(_get(data, "time_zone", str, ""))
+        zone = ZoneInfo(require(data, "time_zone", str, ""))
     except (ZoneInfoNotFoundError, ValueError):
         raise RulebookError(f"time_zone: unknown time zone {data['time_zone']!r}") from None
-    max_stars = _get(data, "max_stars", int, "")
-    window = _get(data, "window", dict, "")
-    schedule = _get(data, "schedule", dict, "")
-    response = _get(data, "response", dict, "")
-    risk = _get(data, "risk", dict, "")
-    bonus = _get(data, "bonus", dict, "")
-    marketing = _get(data, "marketing", dict, "")
+    max_stars = require(data, "max_stars", int, "")
+    window = require(data, "window", dict, "")
+    schedule = require(data, "schedule", dict, "")
+    response = require(data, "response", dict, "")
+    risk = require(data, "risk", dict, "")
+    bonus = require(data, "bonus", dict, "")
+    marketing = require(data, "marketing", dict, "")
 
-    publish_time = _get(schedule, "publish_time", str, "schedule.")
+    publish_time = require(schedule, "publish_time", str, "schedule.")
     try:
         hours, minutes = (int(x) for x in publish_time.split(":"))
         if not (0 <= hours < 24 and 0 <= minutes < 60):
             raise ValueError
     except ValueError:
         raise RulebookError(f"schedule.publish_time: expected HH:MM, got {publish_time!r}") from None
-    publish_day = _get(schedule, "publish_day", int, "schedule.")
+    publish_day = require(schedule, "publish_day", int, "schedule.")
     if not 1 <= publish_day <= 28:
         raise RulebookError(f"schedule.publish_day: must be 1..28, got {publish_day}")
 
-    mode = _get(bonus, "mode", str, "bonus.")
+    mode = require(bonus, "mode", str, "bonus.")
     if mode not in BONUS_MODES:
         raise RulebookError(f"bonus.mode: must be one of {BONUS_MODES}, got {mode!r}")
-    bonus_indicators = tuple(_get(bonus, "indicators", list, "bonus."))
+    bonus_indicators = tuple(require(bonus, "indicators", list, "bonus."))
     for ind in bonus_indicators:
         if ind not in INDICATORS:
             raise RulebookError(f"bonus.indicators: unknown indicator {ind!r}")
 
-    currencies = _get(data, "currencies", dict, "")
+    currencies = require(data, "currencies", dict, "")
     usd: dict[str, Decimal] = {}
     for code, rate in currencies.items():
         if len(code) != 3 or not code.isupper():
@@ -222,32 +204,32 @@ def parse(data: dict, source: str = "<rulebook>") -> "Rulebook | ScoreBook":
     if usd.get("USD") != Decimal(1):
         raise RulebookError("currencies.USD: must be present and 1")
 
-    kwa = _get(marketing, "kwa_usd_points", list, "marketing.")
+    kwa = require(marketing, "kwa_usd_points", list, "marketing.")
     try:
         kwa_points = tuple((Decimal(str(amount)), int(points)) for amount, points in kwa)
     except (TypeError, ValueError):
         raise RulebookError(f"marketing.kwa_usd_points: expected [[usd, points], ...], got {kwa!r}") from None
     for key in ("cap", "response_rate_points", "premium_ads_points", "rfq_per_quotations", "rfq_points",
                 "rfq_max_points", "showcases_points", "video_min_products", "video_points"):
-        value = _get(marketing, key, int, "marketing.")
+        value = require(marketing, key, int, "marketing.")
         if value < 0 or key == "rfq_per_quotations" and value == 0:
             raise RulebookError(f"marketing.{key}: must be positive, got {value}")
-    _get(marketing, "response_rate_min", (int, float), "marketing.")
+    require(marketing, "response_rate_min", (int, float), "marketing.")
 
-    window_ms = _get(window, "days", int, "window.") * DAY
-    memory_ms = _get(window, "memory_days", int, "window.") * DAY
-    grace_ms = _get(schedule, "grace_hours", int, "schedule.") * HOUR
+    window_ms = require(window, "days", int, "window.") * DAY
+    memory_ms = require(window, "memory_days", int, "window.") * DAY
+    grace_ms = require(schedule, "grace_hours", int, "schedule.") * HOUR
     if window_ms <= 0:
         raise RulebookError("window.days: must be positive")
     if memory_ms < window_ms + grace_ms + DAY:
         raise RulebookError("window.memory_days: must exceed the window plus the freeze grace by a day")
 
-    tables = _get(data, "indicators", dict, "")
+    tables = require(data, "indicators", dict, "")
     indicators: dict[str, Threshold] = {}
     for ind in INDICATORS:
-        spec = _get(tables, ind, dict, "indicators.")
+        spec = require(tables, ind, dict, "indicators.")
         where = f"indicators.{ind}"
-        direction = _get(spec, "direction", str, where + ".")
+        direction = require(spec, "direction", str, where + ".")
         if direction not in ("at_least", "at_most"):
             raise RulebookError(f"{where}.direction: must be at_least or at_most, got {direction!r}")
         values = _thresholds(spec.get("thresholds"), direction, max_stars, where + ".thresholds")
@@ -264,7 +246,7 @@ def parse(data: dict, source: str = "<rulebook>") -> "Rulebook | ScoreBook":
         region, category = item.get("region"), item.get("category")
         if region is None and category is None:
             raise RulebookError(f"{where}: needs region and/or category")
-        values = _get(item, "thresholds", dict, where + ".")
+        values = require(item, "thresholds", dict, where + ".")
         parsed = {}
         for ind, vals in values.items():
             if ind not in OVERRIDABLE:
@@ -282,13 +264,13 @@ def parse(data: dict, source: str = "<rulebook>") -> "Rulebook | ScoreBook":
         grace_ms=grace_ms,
         publish_day=publish_day,
         publish_minute=hours * 60 + minutes,
-        spam_exclusion_ms=_get(response, "spam_exclusion_hours", int, "response.") * HOUR,
-        answer_within_ms=_get(response, "answer_within_hours", int, "response.") * HOUR,
-        risk_window_ms=_get(risk, "window_days", int, "risk.") * DAY,
-        unhealthy_points=_get(risk, "unhealthy_points", int, "risk."),
+        spam_exclusion_ms=require(response, "spam_exclusion_hours", int, "response.") * HOUR,
+        answer_within_ms=require(response, "answer_within_hours", int, "response.") * HOUR,
+        risk_window_ms=require(risk, "window_days", int, "risk.") * DAY,
+        unhealthy_points=require(risk, "unhealthy_points", int, "risk."),
         bonus_mode=mode,
-        bonus_min_index=_get(bonus, "min_marketing_index", int, "bonus."),
-        bonus_max_stars_before=_get(bonus, "max_stars_before", int, "bonus."),
+        bonus_min_index=require(bonus, "min_marketing_index", int, "bonus."),
+        bonus_max_stars_before=require(bonus, "max_stars_before", int, "bonus."),
         bonus_indicators=bonus_indicators,
         usd_per_unit=usd,
         marketing=dict(marketing),
@@ -299,16 +281,20 @@ def parse(data: dict, source: str = "<rulebook>") -> "Rulebook | ScoreBook":
     )
 
 
+AnyBook = Rulebook | ScoreBook
+"""A rulebook of either model (model.Book is what the worker reads of it)."""
+
+
 def available() -> list[str]:
     """Names of the rulebooks shipped with the package."""
     folder = resources.files("streams.rulebooks")
     return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-_CACHE: dict[str, Rulebook] = {}
+_CACHE: dict[str, AnyBook] = {}
 
 
-def load(name: str = "global-2023") -> Rulebook:
+def load(name: str = "global-2023") -> AnyBook:
     """A shipped rulebook by name, or a path to a TOML file."""
     if name not in _CACHE:
         if name.endswith(".toml"):

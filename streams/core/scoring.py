@@ -1,4 +1,4 @@
-"""Score models (SPEC §1.2): `merchant-3star` (seed 003) and `cn-2020` (seed 004).
+"""Score models (docs/spec.md §1.2): `merchant-3star` (the Merchant Star Rating guide) and `cn-2020` (the 2020 Seller Star Rating Rules).
 
 Sub-item values are measured from the seller's facts over their own windows; each becomes a
 0-100 score through the rulebook's breakpoints (piecewise linear; the real coefficients are not
@@ -23,9 +23,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from streams.core.contract import Event, Rejected, UNKNOWN_CURRENCY
-from streams.core.state import MICRO, SUMMARY, lww_add, lww_at  # one key layout in the state table
+from streams.core.contract import Event
+from streams.core.keys import SUMMARY
+from streams.core.lww import lww_add, lww_at
+from streams.core.model import PRUNE_EVERY_MS
+from streams.core.money import usd_micro
 from streams.core.timeutil import DAY, HOUR, format_ts, parse_ts
+from streams.core.tomlcheck import RulebookError, require
 
 TRACKS = ("customized", "ready_to_ship")
 PAID = ("paid", "shipped", "delivered", "completed")  # "matched and received"
@@ -46,10 +50,6 @@ SUB_ITEMS: dict[str, tuple[str, bool]] = {
     "buyer_evaluation": ("mean of every evaluation's three dimensions, all time (1-5)", True),
     "satisfied_order_rate": ("paid orders not escalated to arbitration / paid orders in the window", True),
 }
-
-
-class ScoreBookError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -103,60 +103,55 @@ class ScoreBook:
 
 
 def parse_score(data: dict, source: str) -> ScoreBook:
-    def need(table: dict, key: str, kind: type, where: str) -> Any:
-        if key not in table or not isinstance(table[key], kind) or isinstance(table[key], bool) and kind is not bool:
-            raise ScoreBookError(f"{where}{key}: missing or not {kind.__name__} ({source})")
-        return table[key]
-
     try:
-        zone = ZoneInfo(need(data, "time_zone", str, ""))
+        zone = ZoneInfo(require(data, "time_zone", str, ""))
     except (ZoneInfoNotFoundError, ValueError):
-        raise ScoreBookError(f"time_zone: unknown time zone {data['time_zone']!r}") from None
-    max_stars = need(data, "max_stars", int, "")
-    thresholds = tuple(need(data, "thresholds", list, ""))
+        raise RulebookError(f"time_zone: unknown time zone {data['time_zone']!r}") from None
+    max_stars = require(data, "max_stars", int, "")
+    thresholds = tuple(require(data, "thresholds", list, ""))
     if len(thresholds) != max_stars or any(a >= b for a, b in zip(thresholds, thresholds[1:])):
-        raise ScoreBookError(f"thresholds: {max_stars} ascending scores expected, got {list(thresholds)}")
+        raise RulebookError(f"thresholds: {max_stars} ascending scores expected, got {list(thresholds)}")
     sub_items = {}
-    for name, table in need(data, "sub_items", dict, "").items():
+    for name, table in require(data, "sub_items", dict, "").items():
         if name not in SUB_ITEMS:
-            raise ScoreBookError(f"sub_items.{name}: unknown sub-item (known: {', '.join(SUB_ITEMS)})")
+            raise RulebookError(f"sub_items.{name}: unknown sub-item (known: {', '.join(SUB_ITEMS)})")
         days = table.get("window_days")
         if days is not None and (not isinstance(days, int) or days <= 0):
-            raise ScoreBookError(f"sub_items.{name}.window_days: a positive number of days, or absent for all time")
-        points = need(table, "breakpoints", list, f"sub_items.{name}.")
+            raise RulebookError(f"sub_items.{name}.window_days: a positive number of days, or absent for all time")
+        points = require(table, "breakpoints", list, f"sub_items.{name}.")
         if len(points) < 2 or not all(isinstance(p, list) and len(p) == 2 and 0 <= p[1] <= 100 for p in points):
-            raise ScoreBookError(f"sub_items.{name}.breakpoints: two or more [value, score 0-100] pairs")
+            raise RulebookError(f"sub_items.{name}.breakpoints: two or more [value, score 0-100] pairs")
         values = [p[0] for p in points]
         if values != sorted(values) and values != sorted(values, reverse=True):
-            raise ScoreBookError(f"sub_items.{name}.breakpoints: values must be monotone")
+            raise RulebookError(f"sub_items.{name}.breakpoints: values must be monotone")
         missing = table.get("missing_score", 0)
         if not isinstance(missing, (int, float)) or not 0 <= missing <= 100:
-            raise ScoreBookError(f"sub_items.{name}.missing_score: a score 0-100")
+            raise RulebookError(f"sub_items.{name}.missing_score: a score 0-100")
         sub_items[name] = SubItem(name, None if days is None else days * DAY,
                                   tuple((float(v), float(s)) for v, s in points), float(missing))
     capabilities = {}
-    for cap, weights in need(data, "capabilities", dict, "").items():
+    for cap, weights in require(data, "capabilities", dict, "").items():
         for sub, weight in weights.items():
             if sub not in sub_items:
-                raise ScoreBookError(f"capabilities.{cap}.{sub}: no [sub_items.{sub}]")
+                raise RulebookError(f"capabilities.{cap}.{sub}: no [sub_items.{sub}]")
             if not isinstance(weight, (int, float)) or weight <= 0:
-                raise ScoreBookError(f"capabilities.{cap}.{sub}: weight must be positive")
+                raise RulebookError(f"capabilities.{cap}.{sub}: weight must be positive")
         if abs(sum(weights.values()) - 1) > 1e-9:
-            raise ScoreBookError(f"capabilities.{cap}: weights must add up to 1, got {sum(weights.values())}")
+            raise RulebookError(f"capabilities.{cap}: weights must add up to 1, got {sum(weights.values())}")
         capabilities[cap] = {sub: float(w) for sub, w in weights.items()}
     tracks = tuple(data.get("tracks", ()))
     if tracks and tracks != TRACKS:
-        raise ScoreBookError(f"tracks: either absent or {list(TRACKS)}")
-    schedule = need(data, "schedule", dict, "")
-    hours, minutes = (int(x) for x in need(schedule, "publish_time", str, "schedule.").split(":"))
+        raise RulebookError(f"tracks: either absent or {list(TRACKS)}")
+    schedule = require(data, "schedule", dict, "")
+    hours, minutes = (int(x) for x in require(schedule, "publish_time", str, "schedule.").split(":"))
     export = data.get("export_weights", {"one_touch_export": 1.0, "official_logistics": 1.0, "offline_proof": 0.5})
     return ScoreBook(
-        name=need(data, "name", str, ""), description=data.get("description", ""), time_zone=zone,
+        name=require(data, "name", str, ""), description=data.get("description", ""), time_zone=zone,
         max_stars=max_stars, thresholds=thresholds, capabilities=capabilities, sub_items=sub_items, tracks=tracks,
         export_weights={k: float(v) for k, v in export.items()},
-        usd_per_unit={k: Decimal(str(v)) for k, v in need(data, "currencies", dict, "").items()},
-        grace_ms=need(schedule, "grace_hours", int, "schedule.") * HOUR,
-        publish_day=need(schedule, "publish_day", int, "schedule."), publish_minute=hours * 60 + minutes,
+        usd_per_unit={k: Decimal(str(v)) for k, v in require(data, "currencies", dict, "").items()},
+        grace_ms=require(schedule, "grace_hours", int, "schedule.") * HOUR,
+        publish_day=require(schedule, "publish_day", int, "schedule."), publish_minute=hours * 60 + minutes,
         valid_through_day=schedule.get("valid_through_day"),
     )
 
@@ -169,8 +164,7 @@ KINDS = (ORDER, FULFIL, EVAL, DISPUTE, EXPORT, QUALITY, CERT, SEARCH, PENALTY, C
 
 
 class ScoreState:
-    """One seller's facts for a score model; the same duck type as SellerState for the engine
-    and the worker (apply, advance, dirty entities, freeze mark, next_change)."""
+    """One seller's facts for a score model (a model.SellerFacts)."""
 
     def __init__(self, book: ScoreBook, seller_id: str, keep_for_freeze: bool = False):
         self.rulebook = book
@@ -195,7 +189,7 @@ class ScoreState:
         key: str
         if kind == "ta_order":
             key = body["order_id"]
-            usd = self._usd(body["amount"], body["currency"])
+            usd = usd_micro(body["amount"], body["currency"], self.rulebook.usd_per_unit, self.rulebook.name)
             changed = lww_add(facts[ORDER].setdefault(key, []),
                            [ts, eid, body["status"], usd, body.get("track", "customized"), body["buyer_id"]])
         elif kind == "order_fulfilment":
@@ -266,19 +260,13 @@ class ScoreState:
             self.dirty.add((SUMMARY, ""))
         return changed
 
-    def _usd(self, amount: float, currency: str) -> int:
-        rate = self.rulebook.usd_per_unit.get(currency)
-        if rate is None:
-            raise Rejected(UNKNOWN_CURRENCY, f"currency: {currency!r} has no USD rate in {self.rulebook.name}")
-        return int(Decimal(str(amount)) * rate * MICRO)
-
     def advance(self, clock: int) -> None:
         """Move the watermark (never back) and drop windowed facts that can never count again."""
         if self.watermark is not None and clock <= self.watermark:
             return
         previous, self.watermark = self.watermark, clock
-        if previous is not None and clock - previous < 7 * DAY:
-            return  # prune weekly: old facts are harmless until then
+        if previous is not None and clock - previous < PRUNE_EVERY_MS:
+            return  # old facts are harmless until then
         cut = clock - self.rulebook.retention_ms
         if self.keep_for_freeze and self.frozen_until is not None:
             cut = min(cut, self.frozen_until - self.rulebook.retention_ms)
@@ -486,17 +474,19 @@ def _stars(score: float, book: ScoreBook) -> int:
 def _rate_track(state: ScoreState, at: int, track: str | None) -> dict[str, Any]:
     book = state.rulebook
     values = measure(state, at, track)
-    capabilities = {}
+    capabilities: dict[str, dict[str, Any]] = {}
+    levels: dict[str, int] = {}
     for cap, weights in book.capabilities.items():
-        subs = {name: {"value": _round(values[name]), "score": round(book.sub_items[name].score(values[name]), 2)}
-                for name in weights}
-        score = round(sum(subs[name]["score"] * weight for name, weight in weights.items()), 2)
+        scores = {name: round(book.sub_items[name].score(values[name]), 2) for name in weights}
+        subs = {name: {"value": _round(values[name]), "score": scores[name]} for name in weights}
+        score = round(sum(scores[name] * weight for name, weight in weights.items()), 2)
         stars = _stars(score, book)
         nxt = None if stars >= book.max_stars else {"stars": stars + 1, "score": book.thresholds[stars],
                                                     "gap": round(book.thresholds[stars] - score, 2)}
         capabilities[cap] = {"value": score, "stars": stars, "next_star": nxt, "sub_items": subs}
-    lowest = min(c["stars"] for c in capabilities.values())
-    return {"stars": lowest, "limiting": [cap for cap, c in capabilities.items() if c["stars"] == lowest],
+        levels[cap] = stars
+    lowest = min(levels.values())
+    return {"stars": lowest, "limiting": [cap for cap, level in levels.items() if level == lowest],
             "indicators": capabilities}
 
 
@@ -505,7 +495,7 @@ def _round(value: float | None) -> float | None:
 
 
 def rate(seller_id: str, state: ScoreState, at: int) -> dict[str, Any]:
-    """The rating object (SPEC §3) for a score model: `indicators` are the capabilities, each
+    """The rating object (docs/spec.md §3) for a score model: `indicators` are the capabilities, each
     with its score as `value`; with tracks, both are in `tracks` and the higher is displayed."""
     book = state.rulebook
     if book.tracks:
@@ -524,3 +514,20 @@ def rate(seller_id: str, state: ScoreState, at: int) -> dict[str, Any]:
     return rating
 
 
+
+
+class ScoreModel:
+    """The capability-score model (a model.RatingModel): rated from the facts directly."""
+
+    def __init__(self, book: ScoreBook) -> None:
+        self.book = book
+
+    def new_state(self, seller_id: str, keep_for_freeze: bool = False) -> ScoreState:
+        return ScoreState(self.book, seller_id, keep_for_freeze)
+
+    def state_from_entities(self, seller_id: str, items: Iterable[tuple[str, str, bytes]],
+                            keep_for_freeze: bool = False) -> ScoreState:
+        return ScoreState.from_entities(self.book, seller_id, items, keep_for_freeze)
+
+    def rate(self, seller_id: str, state: ScoreState, at: int) -> dict[str, Any]:
+        return rate(seller_id, state, at)

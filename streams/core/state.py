@@ -18,22 +18,24 @@ are ignored on arrival (the same result as applying then pruning).
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
-from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Iterable, Iterator
+from bisect import bisect_right
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import orjson
 
-from streams.core.contract import UNKNOWN_CURRENCY, Event, Rejected
+from streams.core.contract import Event
+from streams.core.keys import SUMMARY
+from streams.core.lww import lww_add, lww_prune
+from streams.core.model import PRUNE_EVERY_MS
+from streams.core.money import usd_micro
 from streams.core.rulebook import Rulebook
 from streams.core.timeutil import month_start
 
-MICRO = Decimal(1_000_000)
-PRUNE_EVERY_MS = 7 * 24 * 3600 * 1000
-"""Dropping dead facts is memory housekeeping (ratings already ignore them), so it runs weekly."""
+if TYPE_CHECKING:
+    from streams.core.measures import Aggregator
 
-# Entity kinds (first element of an entity key in a store).
-CONVERSATION, PERSON, ORDER, PRODUCT, PENALTY, SUMMARY = "c", "p", "o", "g", "x", "s"
+# Entity kinds (first element of an entity key in a store; SUMMARY is keys.SUMMARY).
+CONVERSATION, PERSON, ORDER, PRODUCT, PENALTY = "c", "p", "o", "g", "x"
 # Contribution kinds (first element of a key in `changed`; see measures.py).
 K_CONVERSATION, K_PERSON, K_PRODUCT, K_PENALTY, K_KWA, K_RFQ = "C", "P", "G", "X", "K", "R"
 
@@ -52,31 +54,6 @@ def _drop_through(instants: list[int], cut: int) -> None:
     i = bisect_right(instants, cut)
     if i:
         del instants[:i]
-
-
-def lww_add(versions: list[list[Any]], version: list[Any]) -> bool:
-    """Add `[ts, event_id, ...]` to a history kept sorted by (ts, event_id); dedupe by id."""
-    key = (version[0], version[1])
-    for v in versions:
-        if (v[0], v[1]) == key:
-            return False
-    insort(versions, version, key=lambda v: (v[0], v[1]))
-    return True
-
-
-def lww_at(versions: list[list[Any]], at: int) -> list[Any] | None:
-    """The current version at instant `at`: the last by (ts, event_id) with ts <= at."""
-    for v in reversed(versions):
-        if v[0] <= at:
-            return v
-    return None
-
-
-def _lww_prune(versions: list[list[Any]], low: int) -> None:
-    """Keep versions after `low` plus the newest at or before it (the current one at `low`)."""
-    older = [i for i, v in enumerate(versions) if v[0] <= low]
-    if len(older) > 1:
-        del versions[: older[-1]]
 
 
 class Conversation:
@@ -98,7 +75,7 @@ class Conversation:
 
     def add_message(self, ts: int, buyer: str, keep_after: int) -> None:
         self.touch(ts)
-        if self.first is None or ts < self.first or ts == self.first and buyer < self.buyer:
+        if self.first is None or ts < self.first or ts == self.first and buyer < (self.buyer or ""):
             self.first, self.buyer = ts, buyer
         if ts > keep_after:
             _add_instant(self.messages, ts)
@@ -126,11 +103,11 @@ class Conversation:
         return self.replies[i] if i < len(self.replies) else None
 
     def excluded(self, at: int, spam_window: int) -> bool:
-        """SPEC §1.1: moved to spam within `spam_window` of the first message and not restored
+        """docs/spec.md §1.1: moved to spam within `spam_window` of the first message and not restored
         since. Restores count whenever they happen; a move after the window changes nothing;
         an action before the first message (there was nothing to move yet) is ignored."""
         latest = None
-        first = self.first
+        first = self.first or 0  # set: only conversations with a message are rated
         for ts, _eid, action in self.spam:
             if ts > at:
                 break
@@ -170,8 +147,8 @@ class Order:
 
     __slots__ = ("buyer", "placed", "statuses")
 
-    def __init__(self, buyer=None, placed=None, statuses=None):
-        self.buyer: str | None = buyer
+    def __init__(self, buyer: str = "", placed: int | None = None, statuses: list[list[Any]] | None = None):
+        self.buyer: str = buyer
         self.placed: int | None = placed  # earliest `placed` event
         self.statuses: list[list[Any]] = statuses or []  # [ts, event_id, status]
 
@@ -219,7 +196,7 @@ class SellerState:
         # Derived indexes (rebuilt on load, never stored): a person's conversations and orders.
         self.buyer_conversations: dict[str, set[str]] = {}
         self.buyer_orders: dict[str, set[str]] = {}
-        self.aggregator = None  # measures.Aggregator, attached lazily by the rater
+        self.aggregator: Aggregator | None = None  # attached lazily by the rater (indicators.py)
         self.pruned_at: int | None = None  # watermark of the last prune
 
     # ---- cuts derived from the watermark -------------------------------------------------
@@ -300,14 +277,15 @@ class SellerState:
                 return False  # from a conversation forgotten long before this one: outside any W
             before = conv.buyer
             conv.add_message(ts, body["buyer_id"], keep_after)
-            if conv.buyer != before:
+            buyer = conv.buyer or ""  # set by add_message
+            if buyer != before:
                 if before is not None:
                     self._unindex(self.buyer_conversations, before, cid)
                     self.changed.add((K_PERSON, before))
-                self.buyer_conversations.setdefault(conv.buyer, set()).add(cid)
+                self.buyer_conversations.setdefault(buyer, set()).add(cid)
             self.dirty.add((CONVERSATION, cid))
             self.changed.add((K_CONVERSATION, cid))
-            self.changed.add((K_PERSON, conv.buyer))
+            self.changed.add((K_PERSON, buyer))
         elif kind == "seller_reply":
             if not body.get("manual", True):
                 return True  # automatic replies never count: nothing to keep
@@ -367,13 +345,9 @@ class SellerState:
         body, ts, eid = event.body, event.ts, event.event_id
         what = body["kind"]
         if what == "kwa_spend":
-            rate = self.rulebook.usd_per_unit.get(body["currency"])
-            if rate is None:
-                raise Rejected(UNKNOWN_CURRENCY, f"currency: {body['currency']} has no rate in rulebook "
-                               f"{self.rulebook.name}")
+            usd = usd_micro(body["amount"], body["currency"], self.rulebook.usd_per_unit, self.rulebook.name)
             if ts > keep_after and eid not in self.kwa:
-                usd = (Decimal(repr(body["amount"])) * rate * MICRO).to_integral_value(ROUND_HALF_EVEN)
-                self.kwa[eid] = [ts, int(usd)]
+                self.kwa[eid] = [ts, usd]
                 self.changed.add((K_KWA, eid))
         elif what == "rfq_quotation":
             if ts > keep_after and eid not in self.rfq:
@@ -421,8 +395,8 @@ class SellerState:
 
     def _prune(self) -> None:
         cut, low, expiry = self.window_cut(), self._low(), self.expiry_cut()
-        if cut is None:
-            return
+        if cut is None or low is None or expiry is None:
+            return  # all three are set once the watermark is
         forget = low - self.rulebook.memory_ms
         rb = self.rulebook
         for cid, conv in list(self.conversations.items()):
@@ -455,7 +429,7 @@ class SellerState:
             n = len(versions)
             if n == 1 and not versions[0][4]:
                 continue  # a live product's only version: nothing to drop
-            _lww_prune(versions, low)
+            lww_prune(versions, low)
             if len(versions) == 1 and versions[0][4] and versions[0][0] <= expiry:
                 del self.products[pid]  # a removed product's tombstone, older than any rule
             elif len(versions) == n:
@@ -469,7 +443,7 @@ class SellerState:
         self.kwa = {k: v for k, v in self.kwa.items() if v[0] > cut}
         self.rfq = {k: v for k, v in self.rfq.items() if v > cut}
         for register in (self.profile, self.premium_ads, self.showcases):
-            _lww_prune(register, low)
+            lww_prune(register, low)
         if summary != (len(self.kwa), len(self.rfq), len(self.profile), len(self.premium_ads), len(self.showcases)):
             self.dirty.add((SUMMARY, ""))
 
@@ -488,8 +462,9 @@ class SellerState:
         return None if entity is None else entity.dump()
 
     def _entities(self, kind: str) -> dict[str, Any]:
-        return {CONVERSATION: self.conversations, PERSON: self.people, ORDER: self.orders,
-                PRODUCT: self.products, PENALTY: self.penalties}[kind]
+        entities: dict[str, dict[str, Any]] = {CONVERSATION: self.conversations, PERSON: self.people,
+                                               ORDER: self.orders, PRODUCT: self.products, PENALTY: self.penalties}
+        return entities[kind]
 
     def take_dirty(self) -> Iterator[tuple[tuple[str, str], bytes | None]]:
         """Yield and clear ((kind, key), bytes-or-None-for-deleted) for every touched entity."""

@@ -138,6 +138,7 @@ def stored_state(broker: EmbeddedBroker, events: list[dict]) -> dict:
     """What the worker keeps per seller: the latest value of every key in its state table's
     changelog, summed per seller (key + value bytes), and per buyer or visitor tracked."""
     from streams.core.engine import Engine
+    from streams.core.keys import seller_of_key
     from streams.core.rulebook import load
     from streams.testing import read_topic
 
@@ -149,7 +150,7 @@ def stored_state(broker: EmbeddedBroker, events: list[dict]) -> dict:
             latest[m.key] = len(m.key) + len(m.value)
     per_seller: dict[bytes, int] = {}
     for key, size in latest.items():
-        seller = key.split(b"\x1f", 1)[0]
+        seller = seller_of_key(key)
         per_seller[seller] = per_seller.get(seller, 0) + size
     engine = Engine(load(), keep_for_freeze=True)  # the same events in process, to count people
     for e in events:

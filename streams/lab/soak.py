@@ -23,6 +23,7 @@ from pathlib import Path
 
 import orjson
 
+from streams.core.keys import seller_of_key
 from streams.local.broker import EmbeddedBroker
 from streams.local.simulate import events as simulate
 from streams.testing import (MONTH_END_TICK, PeakRss, WorkerProcess, comparable, event_messages, expected,
@@ -244,7 +245,7 @@ def _finish_and_compare(broker, prefix: str, events: list[dict], messages: list,
             if bad:  # what the changelog holds for the first few, to find the missing facts
                 wanted = set(bad[:3])
                 for m in read_topic(broker.bootstrap, f"{prefix}starcast-state-changelog"):
-                    if m.key.split(b"\x1f", 1)[0].decode() in wanted:
+                    if seller_of_key(m.key).decode() in wanted:
                         out.write(f"changelog {m.partition}/{m.offset} {m.key!r}: {m.value!r}\n")
                 for e in events:
                     if e["seller_id"] in wanted:

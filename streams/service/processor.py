@@ -27,13 +27,14 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from streams.core.contract import Rejected, decode, validate
-from streams.core.engine import Engine, state_from_entities
+from streams.core.engine import Engine
 from streams.core.groups import RulebookSelection
-from streams.core.rulebook import Rulebook
-from streams.core.state import SUMMARY, SellerState
+from streams.core.keys import SUMMARY, seller_of_key, split_state_key, state_key
+from streams.core.model import Book, SellerFacts
+from streams.core.rulebook import AnyBook
+
 from streams.core.timeutil import format_ts, month_start, next_local_midnight
 
-KEY_SEPARATOR = "\x1f"
 
 
 def partition_for(seller_id: str, partitions: int) -> int:
@@ -53,15 +54,6 @@ class _PartitionOf(dict):
             self.clear()
         p = self[seller_id] = partition_for(seller_id, self.partitions)
         return p
-
-
-def state_key(seller_id: str, kind: str, key: str) -> bytes:
-    return f"{seller_id}{KEY_SEPARATOR}{kind}{KEY_SEPARATOR}{key}".encode()
-
-
-def split_state_key(raw: bytes) -> tuple[str, str, str]:
-    seller, kind, key = raw.decode().split(KEY_SEPARATOR, 2)
-    return seller, kind, key
 
 
 @dataclass
@@ -125,7 +117,7 @@ def _same_but_as_of(old: dict, new: dict) -> bool:
 
 
 class RatingProcessor:
-    def __init__(self, rulebook: Rulebook, partitions: int, wall_clock: Callable[[], int] | None = None):
+    def __init__(self, rulebook: AnyBook, partitions: int, wall_clock: Callable[[], int] | None = None):
         self.rulebook = rulebook
         self.partitions = partitions
         self.wall_clock = wall_clock  # when set, the clock never lags the wall clock
@@ -171,7 +163,7 @@ class RatingProcessor:
                 effects = out[item.partition] = Effects()
                 touched[item.partition] = set()
                 self._catch_up(item.partition, effects, touched[item.partition])
-            if type(item) is Tick:
+            if isinstance(item, Tick):
                 self._advance(item.partition, item.now, touched[item.partition])
             else:
                 self._apply(item, effects, touched[item.partition])
@@ -268,12 +260,14 @@ class RatingProcessor:
         (or it is caught up); a lagging topic not yet read since the last restore holds it too.
         `lagging` is asked only while a freeze is due, so the check costs nothing otherwise.
         A lagging topic in `gapped` (records missing before ones already read: a worker re-reads
-        them) holds the freeze whatever its clock says: its clock ran past the hole (soak seed
-        81 froze 3 sellers without replies the re-read was still bringing).
+        them) holds the freeze whatever its clock says: its clock ran past the hole, and the
+        records the re-read brings belong to the month.
         """
         if lagging is defer_freeze or not self.freeze_due(partition):
             return
         clock = self.engine(partition).clock
+        if clock is None:  # freeze_due said no already
+            return
         due = self.latest_freezable_month(clock)
         held = clock
         for topic in (lagging() if lagging is not None else ()):
@@ -354,7 +348,9 @@ class RatingProcessor:
     def _publish(self, partition: int, seller: str, effects: Effects) -> None:
         """Re-rate one seller at the partition clock; publish what changed, collect its writes."""
         engine = self.engine(partition)
-        rating = engine.rating(seller, engine.clock)
+        clock = engine.clock
+        assert clock is not None  # a touched seller's partition has seen an event or a tick
+        rating = engine.rating(seller, clock)
         last = self.published.get(seller)
         if last is None or not _same_but_as_of(last, rating):
             self.published[seller] = rating
@@ -389,13 +385,13 @@ class RatingProcessor:
             "official_stars": self.official.get(seller, {}).get("stars"),
         }
 
-    def _write_summary(self, state: SellerState, effects: Effects) -> None:
+    def _write_summary(self, state: SellerFacts, effects: Effects) -> None:
         """Only the summary (freeze mark + record, one value): a month's freeze touches every
         seller of the partition, and their other pending writes can wait for their next event."""
         state.dirty.discard((SUMMARY, ""))
         effects.state_writes.append((state_key(state.seller_id, SUMMARY, ""), orjson.dumps(state.summary_dump())))
 
-    def _collect_writes(self, state: SellerState, effects: Effects) -> None:
+    def _collect_writes(self, state: SellerFacts, effects: Effects) -> None:
         if not state.dirty:
             return
         for (kind, key), data in state.take_dirty():
@@ -420,7 +416,7 @@ class RatingProcessor:
         for seller, items in grouped.items():
             partition = self.partition_of[seller]
             engine = self.engine(partition)
-            state = engine.states[seller] = state_from_entities(self.rulebook, seller, items, True)
+            state = engine.states[seller] = engine.model.state_from_entities(seller, items, True)
             state.clock = max([state.clock or 0, *state.fact_instants()]) or None
             if state.clock is not None and (engine.clock is None or state.clock > engine.clock):
                 engine.clock = state.clock
@@ -450,7 +446,7 @@ class RatingProcessor:
         return {p: e.clock for p, e in self.engines.items() if e.clock is not None}
 
 
-def _month_label(at: int, rb: Rulebook) -> str:
+def _month_label(at: int, rb: Book) -> str:
     local = datetime.fromtimestamp(at / 1000, tz=rb.time_zone)
     return f"{local.year:04d}-{local.month:02d}"
 
@@ -485,7 +481,7 @@ class GroupedProcessor:
     def handle_batch(self, items: Iterable[Incoming | Tick], lagging: Lagging = None) -> dict[int, Effects]:
         routed: dict[RatingProcessor, list[Incoming | Tick]] = {p: [] for p in self.processors.values()}
         for item in items:
-            if type(item) is Tick:
+            if isinstance(item, Tick):
                 for batch in routed.values():
                     batch.append(item)
             else:
@@ -506,7 +502,7 @@ class GroupedProcessor:
                 official: Iterable[tuple[bytes, bytes]]) -> int:
         parts: dict[RatingProcessor, tuple[list, list, list]] = {p: ([], [], []) for p in self.processors.values()}
         for raw_key, data in state_items:
-            seller = bytes(raw_key).split(KEY_SEPARATOR.encode(), 1)[0].decode()
+            seller = seller_of_key(raw_key).decode()
             parts[self.processor_for(seller)][0].append((raw_key, data))
         for index, table in ((1, forecasts), (2, official)):
             for raw_key, data in table:

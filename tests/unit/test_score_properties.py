@@ -9,9 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.core.engine import Engine, state_from_entities
+from streams.core.engine import Engine
+from streams.core.keys import seller_of_key, split_state_key
 from streams.core.rulebook import load
-from streams.core.scoring import measure
+from streams.core.scoring import ScoreModel, measure
 from streams.core.timeutil import DAY, HOUR, format_ts, parse_ts
 from streams.service.processor import Incoming, RatingProcessor, Tick, partition_for
 from tests.support.reference_score import reference_values
@@ -133,9 +134,9 @@ def test_streamed_in_batches_equals_replay_and_state_survives_its_writes(events,
     replayed = {r["seller_id"]: r for r in engine_of(book, events).ratings(final)}
     for seller, rating in replayed.items():
         assert {**published[seller], "as_of": None} == {**rating, "as_of": None}
-        items_ = [(k.split(b"\x1f")[1].decode(), k.split(b"\x1f")[2].decode(), v)
-                  for k, v in writes.items() if k.split(b"\x1f")[0] == seller.encode() and v is not None]
-        rebuilt = state_from_entities(book, seller, items_)
+        items_ = [split_state_key(k)[1:] + (v,) for k, v in writes.items()
+                  if seller_of_key(k) == seller.encode() and v is not None]
+        rebuilt = ScoreModel(book).state_from_entities(seller, items_)
         from streams.core.scoring import rate
 
         assert {**rate(seller, rebuilt, final), "as_of": None} == {**rating, "as_of": None}
