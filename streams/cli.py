@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("worker", help="run a Faust worker against STARCAST_BROKER")
     p.add_argument("--loglevel", default="warning")
 
+    p = sub.add_parser("config", help="check the worker's settings from the environment, or print their reference")
+    p.add_argument("--markdown", action="store_true", help="print docs/configuration.md")
+
     p = sub.add_parser("run", help="the one-command local stack: embedded broker, worker, API")
     p.add_argument("--simulate", action="store_true", help="also produce a simulated marketplace month")
     p.add_argument("--sellers", type=int, default=200, help="sellers to simulate")
@@ -86,6 +89,18 @@ def main(argv: list[str] | None = None) -> int:
         from streams.service.worker import run_worker
 
         return run_worker(args.loglevel)
+    if args.command == "config":
+        from streams.service.settings import Settings, SettingsError, markdown
+
+        if args.markdown:
+            sys.stdout.write(markdown())
+            return 0
+        try:
+            print(Settings.from_env())
+        except SettingsError as exc:
+            print(f"starcast config: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "run" and args.replay_sample:
         from streams.replay import run
 

@@ -6,6 +6,8 @@ levels 0-5, partitions); seller, buyer and visitor ids never appear in metrics.
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -49,7 +51,7 @@ class Metrics:
         """The latest month frozen ("YYYY-MM"), as the YYYYMM gauge the FreezeLate alert reads."""
         self.freeze_month.set(int(month.replace("-", "")))
 
-    def star_levels(self, published: dict[str, dict]) -> None:
+    def star_levels(self, published: Mapping[str, dict]) -> None:
         counts = [0] * 6
         for rating in published.values():
             counts[min(max(rating["stars"], 0), 5)] += 1

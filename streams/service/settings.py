@@ -1,49 +1,179 @@
-"""Worker settings, all from the environment (SPEC §4), with the defaults a laptop needs."""
+"""Worker settings: each declared once, with its type, default, environment variable and help.
+
+`Settings.from_env()` reads them all; a value that cannot be used stops the process at start
+with a message naming the variable and what it allows. docs/configuration.md is generated
+from the same declaration (`starcast config --markdown`), and a test keeps the two equal.
+"""
 
 from __future__ import annotations
 
 import os
 import ssl
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable
 
 from streams.core.contract import TOPICS
 
 
+class SettingsError(ValueError):
+    """A setting's value cannot be used; the message names the variable and what it allows."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one setting is read from the environment."""
+
+    env: str
+    help: str
+    group: str
+    parse: Callable[[str], Any]
+    allowed: str  # what a valid value looks like, for errors and the docs
+    secret: bool = False
+
+
+def _integer(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise ValueError(text)
+        return value
+    return parse
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(text)
+    return value
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(text)
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(text)
+        return text
+    return parse
+
+
+def _optional_ms(text: str) -> int | None:
+    return None if text.strip().lower() in ("", "auto") else _integer(0)(text)
+
+
+def _text(text: str) -> str:
+    return text
+
+
+def _broker_url(text: str) -> str:
+    if "://" not in text or not text.split("://", 1)[1]:
+        raise ValueError(text)
+    return text
+
+
+def spec(env: str, help: str, group: str, parse: Callable[[str], Any] = _text, allowed: str = "any text",
+         secret: bool = False) -> Any:
+    """A dataclass field's metadata: the setting's declaration."""
+    return {"spec": Spec(env, help, group, parse, allowed, secret)}
+
+
 @dataclass(frozen=True)
 class Settings:
-    broker: str = "kafka://localhost:9092"
-    store: str = "rocksdb://"  # memory:// for tests
-    partitions: int = 4
-    rulebook: str = "global-2023"
-    rulebook_groups: str = ""  # a seller-groups file: a rulebook per group (default: `rulebook`)
-    topic_prefix: str = ""  # prepended to every topic and the consumer group
-    web_port: int = 6066
-    web_host: str = "127.0.0.1"
-    clock: str = "event"  # "event": event time only; "wall": also advanced by the wall clock
-    tick_seconds: float = 60.0  # wall mode: how often the clock is advanced
-    data_dir: str = "./starcast-data"
-    app_id: str = "starcast"
-    embedded_broker: bool = False  # tansu quirks (see NOTES): end offsets read from fetches
-    standby_replicas: int = 0
-    batch_max: int = 1000  # messages handled as one batch: one rating and write per seller
-    batch_seconds: float = 0.02  # how long a batch waits to fill (bounds the added latency)
-    fetch_wait_ms: int = -1  # embedded broker only: the consumer's fetch wait (0: Faust's 1,500 ms;
-    # -1: 20 ms with fast_fetch, else Faust's)
-    fast_fetch: bool = True  # the worker's own fetch loop (eager_drain.py); 0: Faust's loop, see README
-    api_token: str = ""  # when set, the HTTP API requires `Authorization: Bearer <token>`
-    # Broker security: TLS when `broker_ssl` or any TLS file is set; SASL when a user is set.
-    broker_ssl: bool = False
-    broker_ssl_cafile: str = ""
-    broker_ssl_certfile: str = ""
-    broker_ssl_keyfile: str = ""
-    broker_sasl_mechanism: str = "PLAIN"  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
-    broker_sasl_username: str = ""
-    broker_sasl_password: str = field(default="", repr=False)
-    input_topics: dict[str, str] = field(default_factory=lambda: dict(TOPICS))
+    broker: str = field(default="kafka://localhost:9092", metadata=spec(
+        "STARCAST_BROKER", "The Kafka bootstrap server(s).", "Broker", _broker_url, "kafka://HOST:PORT[;...]"))
+    embedded_broker: bool = field(default=False, metadata=spec(
+        "STARCAST_EMBEDDED_BROKER", "The broker is the embedded tansu (set by `starcast run`): end offsets are "
+        "read from fetch high watermarks and the fetch wait is short. Never for a real Kafka.", "Broker",
+        _boolean, "1 or 0"))
+    broker_ssl: bool = field(default=False, metadata=spec(
+        "STARCAST_BROKER_SSL", "TLS to the broker with the system's CAs (also on when a TLS file is set).",
+        "Broker security", _boolean, "1 or 0"))
+    broker_ssl_cafile: str = field(default="", metadata=spec(
+        "STARCAST_BROKER_SSL_CAFILE", "A private CA bundle (PEM) for the broker's certificate.", "Broker security",
+        allowed="a file path"))
+    broker_ssl_certfile: str = field(default="", metadata=spec(
+        "STARCAST_BROKER_SSL_CERTFILE", "Client certificate (PEM) for mutual TLS.", "Broker security",
+        allowed="a file path"))
+    broker_ssl_keyfile: str = field(default="", metadata=spec(
+        "STARCAST_BROKER_SSL_KEYFILE", "The client certificate's private key (PEM).", "Broker security",
+        allowed="a file path"))
+    broker_sasl_mechanism: str = field(default="PLAIN", metadata=spec(
+        "STARCAST_BROKER_SASL_MECHANISM", "SASL mechanism, used when a SASL user is set.", "Broker security",
+        _one_of("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"), "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))
+    broker_sasl_username: str = field(default="", metadata=spec(
+        "STARCAST_BROKER_SASL_USERNAME", "SASL user; SASL is on when set.", "Broker security"))
+    broker_sasl_password: str = field(default="", repr=False, metadata=spec(
+        "STARCAST_BROKER_SASL_PASSWORD", "SASL password (never logged).", "Broker security", secret=True))
+    topic_prefix: str = field(default="", metadata=spec(
+        "STARCAST_TOPIC_PREFIX", "Prepended to every topic and to the consumer group: several deployments on "
+        "one broker.", "Topics and state"))
+    app_id: str = field(default="starcast", metadata=spec(
+        "STARCAST_APP_ID", "The Faust app id: the consumer group and the tables' changelog topic names "
+        "(`<prefix><app id>-state-changelog`). Workers of one deployment share it.", "Topics and state"))
+    partitions: int = field(default=4, metadata=spec(
+        "STARCAST_PARTITIONS", "Partitions of every topic the worker declares, and of its tables. Fixed for "
+        "the life of a deployment.", "Topics and state", _integer(1), "an integer >= 1"))
+    store: str = field(default="rocksdb://", metadata=spec(
+        "STARCAST_STORE", "Table store: RocksDB on local disk, or memory (tests).", "Topics and state",
+        _one_of("rocksdb://", "memory://"), "rocksdb:// or memory://"))
+    data_dir: str = field(default="./starcast-data", metadata=spec(
+        "STARCAST_DATA_DIR", "Where the RocksDB stores live.", "Topics and state", allowed="a directory path"))
+    standby_replicas: int = field(default=0, metadata=spec(
+        "STARCAST_STANDBY_REPLICAS", "Standby replicas of each table partition: faster takeovers, more reading.",
+        "Topics and state", _integer(0), "an integer >= 0"))
+    rulebook: str = field(default="global-2023", metadata=spec(
+        "STARCAST_RULEBOOK", "The rulebook: a bundled name (global-2023, cn-2020, merchant-3star) or a .toml "
+        "path.", "Rating"))
+    rulebook_groups: str = field(default="", metadata=spec(
+        "STARCAST_RULEBOOK_GROUPS", "A seller-groups file: a rulebook per group of sellers "
+        "(docs/rulebooks.md); the others get STARCAST_RULEBOOK.", "Rating", allowed="a file path"))
+    clock: str = field(default="event", metadata=spec(
+        "STARCAST_CLOCK", "`event`: a partition's clock is the largest event time seen. `wall`: it is also "
+        "advanced by the wall clock, so idle sellers age out in production.", "Rating",
+        _one_of("event", "wall"), "event or wall"))
+    tick_seconds: float = field(default=60.0, metadata=spec(
+        "STARCAST_TICK_SECONDS", "With STARCAST_CLOCK=wall: how often the clock is advanced.", "Rating",
+        _seconds, "a number of seconds > 0"))
+    web_host: str = field(default="127.0.0.1", metadata=spec(
+        "STARCAST_WEB_HOST", "The HTTP API's host; a loopback name binds 127.0.0.1, anything else 0.0.0.0.",
+        "HTTP API"))
+    web_port: int = field(default=6066, metadata=spec(
+        "STARCAST_WEB_PORT", "The HTTP API's port.", "HTTP API", _integer(1), "a port number"))
+    api_token: str = field(default="", repr=False, metadata=spec(
+        "STARCAST_API_TOKEN", "When set, the seller endpoints require `Authorization: Bearer <token>`.",
+        "HTTP API", secret=True))
+    batch_max: int = field(default=1000, metadata=spec(
+        "STARCAST_BATCH_MAX", "Messages handled as one batch (one rating and one write per seller).",
+        "Performance", _integer(1), "an integer >= 1"))
+    batch_seconds: float = field(default=0.02, metadata=spec(
+        "STARCAST_BATCH_SECONDS", "How long a batch waits to fill: bounds the latency it adds.", "Performance",
+        _seconds, "a number of seconds > 0"))
+    fast_fetch: bool = field(default=True, metadata=spec(
+        "STARCAST_FAST_FETCH", "The worker's own fetch loop and batched intake; 0 keeps Faust's loop "
+        "(about 3x slower).", "Performance", _boolean, "1 or 0"))
+    fetch_wait_ms: int | None = field(default=None, metadata=spec(
+        "STARCAST_FETCH_WAIT_MS", "Embedded broker only: the consumer's fetch wait. `auto`: 20 ms with the "
+        "own fetch loop, else Faust's 1,500 ms; 0 also means Faust's.", "Performance", _optional_ms,
+        "auto or an integer >= 0"))
+    input_topics: dict[str, str] = field(default_factory=lambda: dict(TOPICS))  # event type -> topic
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def effective_fetch_wait_ms(self) -> int:
+        """The fetch wait the embedded-broker override sets (0: Faust's own)."""
+        if not self.embedded_broker:
+            return 0
+        if self.fetch_wait_ms is not None:
+            return self.fetch_wait_ms
+        return 20 if self.fast_fetch else 0
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not (self.broker_ssl or self.broker_ssl_cafile or self.broker_ssl_certfile):
@@ -63,35 +193,69 @@ class Settings:
                                          mechanism=self.broker_sasl_mechanism, ssl_context=context)
         return faust.SSLCredentials(context) if context is not None else None
 
+    def faust_options(self) -> dict[str, Any]:
+        """The Faust app settings these settings give."""
+        return dict(
+            broker=self.broker,
+            broker_credentials=self.broker_credentials(),
+            store=self.store,
+            datadir=self.data_dir,
+            topic_partitions=self.partitions,
+            web_port=self.web_port,
+            web_host=self.web_host,
+            web_bind="127.0.0.1" if self.web_host in ("127.0.0.1", "localhost") else "0.0.0.0",
+            table_standby_replicas=self.standby_replicas,
+            # The embedded broker's first group join takes 30 s with Faust's default.
+            broker_rebalance_timeout=4.0 if self.embedded_broker else 60.0,
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=1.0,
+            producer_linger_ms=5,
+            topic_allow_declare=True,
+            table_key_serializer="raw",  # stores decode keys with these, whatever the table schema
+            table_value_serializer="raw",
+            # Agents commit only after the message's effects are handed to the producer; a crash
+            # replays the message and idempotent state makes that harmless.
+            stream_wait_empty=False,
+            # Back-pressure: a burst waits in Kafka, not here. Fetched-but-unprocessed data is at
+            # most 128 KiB per assigned partition plus 1,024 events in the stream buffer (Faust's
+            # defaults, 4 MiB and 4,096, let memory grow by ~100 MiB during a burst).
+            consumer_max_fetch_size=128 * 1024,
+            broker_max_poll_records=1000,
+            stream_buffer_maxsize=1024,
+        )
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        """Every declared setting from `env` (default: os.environ); raises SettingsError."""
         env = dict(os.environ if env is None else env)
-        get = env.get
-        return cls(
-            broker=get("STARCAST_BROKER", cls.broker),
-            store=get("STARCAST_STORE", cls.store),
-            partitions=int(get("STARCAST_PARTITIONS", cls.partitions)),
-            rulebook=get("STARCAST_RULEBOOK", cls.rulebook),
-            rulebook_groups=get("STARCAST_RULEBOOK_GROUPS", cls.rulebook_groups),
-            topic_prefix=get("STARCAST_TOPIC_PREFIX", cls.topic_prefix),
-            web_port=int(get("STARCAST_WEB_PORT", cls.web_port)),
-            web_host=get("STARCAST_WEB_HOST", cls.web_host),
-            clock=get("STARCAST_CLOCK", cls.clock),
-            tick_seconds=float(get("STARCAST_TICK_SECONDS", cls.tick_seconds)),
-            data_dir=get("STARCAST_DATA_DIR", cls.data_dir),
-            app_id=get("STARCAST_APP_ID", cls.app_id),
-            embedded_broker=get("STARCAST_EMBEDDED_BROKER", "") == "1",
-            standby_replicas=int(get("STARCAST_STANDBY_REPLICAS", cls.standby_replicas)),
-            batch_max=int(get("STARCAST_BATCH_MAX", cls.batch_max)),
-            batch_seconds=float(get("STARCAST_BATCH_SECONDS", cls.batch_seconds)),
-            fetch_wait_ms=int(get("STARCAST_FETCH_WAIT_MS", cls.fetch_wait_ms)),
-            fast_fetch=get("STARCAST_FAST_FETCH", "1") != "0",
-            api_token=get("STARCAST_API_TOKEN", cls.api_token),
-            broker_ssl=get("STARCAST_BROKER_SSL", "") == "1",
-            broker_ssl_cafile=get("STARCAST_BROKER_SSL_CAFILE", ""),
-            broker_ssl_certfile=get("STARCAST_BROKER_SSL_CERTFILE", ""),
-            broker_ssl_keyfile=get("STARCAST_BROKER_SSL_KEYFILE", ""),
-            broker_sasl_mechanism=get("STARCAST_BROKER_SASL_MECHANISM", cls.broker_sasl_mechanism),
-            broker_sasl_username=get("STARCAST_BROKER_SASL_USERNAME", ""),
-            broker_sasl_password=get("STARCAST_BROKER_SASL_PASSWORD", ""),
-        )
+        values: dict[str, Any] = {}
+        for f, s in declared():
+            if s.env not in env:
+                continue
+            try:
+                values[f.name] = s.parse(env[s.env])
+            except ValueError:
+                shown = "(hidden)" if s.secret else repr(env[s.env])
+                raise SettingsError(f"{s.env}={shown} is not allowed: expected {s.allowed}") from None
+        return cls(**values)
+
+
+def declared() -> list[tuple[Any, Spec]]:
+    """(dataclass field, its Spec) of every setting read from the environment, in order."""
+    return [(f, f.metadata["spec"]) for f in fields(Settings) if "spec" in f.metadata]
+
+
+def markdown() -> str:
+    """docs/configuration.md, generated from the declaration above."""
+    out = ["# Configuration", "",
+           "Every setting comes from the environment. This page is generated from",
+           "`streams/service/settings.py` (`starcast config --markdown > docs/configuration.md`); a test keeps",
+           "the two equal. An invalid value stops the worker at start with a message naming the variable.", ""]
+    groups: dict[str, list[str]] = {}
+    for f, s in declared():
+        default = "auto" if f.default is None else int(f.default) if isinstance(f.default, bool) else f.default
+        shown = f"`{default}`" if default != "" else "(unset)"
+        groups.setdefault(s.group, []).append(f"| `{s.env}` | {shown} | {s.allowed} | {s.help} |")
+    for group, rows in groups.items():
+        out += [f"## {group}", "", "| variable | default | allowed | what it does |", "|---|---|---|---|", *rows, ""]
+    return "\n".join(out)

@@ -28,6 +28,7 @@ def sent(monkeypatch):
         records.append((self.get_topic_name(), key, value, kwargs.get("headers")))
 
     monkeypatch.setattr(faust.topics.Topic, "send", send)
+    monkeypatch.setattr("streams.service.kafka.aiokafka_producer", lambda app: KafkaClient(records))
     return records
 
 
@@ -65,10 +66,13 @@ def app(sent, request):
     return unit_app(sent, fast_fetch=request.param == "intake")
 
 
+def sample(metrics, name: str, **labels) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
 def unit_app(sent: list, fast_fetch: bool):
     settings = Settings(store="memory://", broker="kafka://127.0.0.1:1", partitions=1, fast_fetch=fast_fetch)
     app = create_app(settings)
-    app.producer._ensure_producer = lambda: KafkaClient(sent)
     app.finalize()
     app.conf.store = "memory://"
     app.flow_control.resume()
@@ -86,8 +90,8 @@ def test_agent_rates_writes_tables_and_counts_dead_letters(app, sent):
     rating = orjson.loads(forecasts[b"s1"])
     assert rating["indicators"]["active_buyers"]["value"] == 4
     assert any(key.startswith(b"s1\x1fc\x1f") for key in state.keys())
-    assert metrics.dead_letters.labels(reason="invalid_json")._value.get() == 1
-    assert metrics.events.labels(type="buyer_message", outcome="applied")._value.get() == 4
+    assert sample(metrics, "starcast_dead_letters_total", reason="invalid_json") == 1
+    assert sample(metrics, "starcast_events_total", type="buyer_message", outcome="applied") == 4
     topics = [topic for topic, *_ in sent]
     forecast_values = [orjson.loads(value) for topic, _, value, _ in sent if topic == "star-forecasts"]
     # One forecast per batch that moved active_buyers (the table's changelog), the last one right.
@@ -140,7 +144,7 @@ def test_messages_fetched_before_a_rebalance_are_dropped_not_handled(sent):
 
     asyncio.run(run())
     assert "s1" not in processor.published  # the stale buyer message never reached the state
-    assert metrics.dead_letters.labels(reason="invalid_json")._value.get() == 1
+    assert sample(metrics, "starcast_dead_letters_total", reason="invalid_json") == 1
 
 
 def test_latency_counts_each_record_once_when_a_hole_is_read_again(sent):

@@ -12,7 +12,7 @@ import faust
 import pytest
 from faust.types.auth import AuthProtocol, SASLMechanism
 
-from streams.service.settings import Settings
+from streams.service.settings import Settings, SettingsError, declared, markdown
 
 
 def test_defaults_are_plaintext_and_a_laptop_broker():
@@ -70,3 +70,33 @@ def test_the_worker_app_connects_with_those_credentials():
     app = create_app(Settings(store="memory://", broker_sasl_username="u", broker_sasl_password="p",
                               broker_sasl_mechanism="SCRAM-SHA-256"))
     assert app.conf.broker_credentials.mechanism == SASLMechanism.SCRAM_SHA_256
+
+
+@pytest.mark.parametrize("variable, value, allowed", [
+    ("STARCAST_CLOCK", "wal", "event or wall"),
+    ("STARCAST_PARTITIONS", "0", "an integer >= 1"),
+    ("STARCAST_PARTITIONS", "four", "an integer >= 1"),
+    ("STARCAST_FAST_FETCH", "maybe", "1 or 0"),
+    ("STARCAST_FETCH_WAIT_MS", "-1", "auto or an integer >= 0"),
+    ("STARCAST_BROKER", "localhost", "kafka://HOST:PORT"),
+    ("STARCAST_STORE", "redis://", "rocksdb:// or memory://"),
+])
+def test_an_invalid_value_names_the_variable_and_what_it_allows(variable, value, allowed):
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: value})
+    assert variable in str(caught.value) and allowed in str(caught.value)
+
+
+def test_fetch_wait_auto_depends_on_the_fetch_loop_and_applies_only_to_the_embedded_broker():
+    assert Settings.from_env({"STARCAST_EMBEDDED_BROKER": "1"}).effective_fetch_wait_ms() == 20
+    assert Settings.from_env({"STARCAST_EMBEDDED_BROKER": "1", "STARCAST_FAST_FETCH": "0"}).effective_fetch_wait_ms() == 0
+    assert Settings.from_env({"STARCAST_EMBEDDED_BROKER": "1", "STARCAST_FETCH_WAIT_MS": "50"}).effective_fetch_wait_ms() == 50
+    assert Settings.from_env({"STARCAST_FETCH_WAIT_MS": "50"}).effective_fetch_wait_ms() == 0
+
+
+def test_configuration_docs_are_generated_from_the_declaration():
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert docs.read_text() == markdown(), "regenerate: starcast config --markdown > docs/configuration.md"
+    assert all(f"`{s.env}`" in docs.read_text() for _, s in declared())

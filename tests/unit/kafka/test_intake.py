@@ -1,4 +1,4 @@
-"""The intake between the worker's fetch loop and the rating agent (streams/service/intake.py):
+"""The intake between the worker's fetch loop and the rating agent (streams/service/kafka/intake.py):
 batches as take_events gave them, back-pressure, and emptied with Faust's queues on revocation."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mode.utils.queues import FlowControlEvent
 
-from streams.service.intake import Intake
+from streams.service.kafka.intake import Intake
 
 
 def run(coro):

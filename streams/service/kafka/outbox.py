@@ -1,18 +1,22 @@
-"""Everything one batch writes and sends, handed to Kafka as one record batch per topic-partition.
+"""Guarantee: a batch's table writes and sends reach Kafka as one record batch per
+topic-partition, and a table's local store never runs ahead of its changelog.
 
-Faust's per-message path (`table[key] = value`, `topic.send`: FutureMessage → ProducerBuffer
-→ Topic.publish → aiokafka) costs ~90 µs a record, more than rating an event. Here a batch's
-records are appended to aiokafka record batches (`create_batch`/`send_batch`) and its table
-values go straight into the store of the partition they belong to.
+Upstream (faust-streaming 0.15.3): Faust's per-message path (`table[key] = value`,
+`topic.send`: FutureMessage → ProducerBuffer → Topic.publish → aiokafka) costs ~90 µs a record,
+more than rating an event, and a table write goes into the local store at once, before its
+changelog record is acknowledged.
 
-A table value goes into the local store of its partition only when the broker has
+Kept here: a batch's records are appended to aiokafka record batches
+(`create_batch`/`send_batch`) and its table values go straight into the RocksDB store of the
+partition they belong to (Faust's store picks the partition from the current event, which a
+batch of many partitions does not have). A table value goes into the local store of its
+partition only when the broker has
 acknowledged its changelog record, and the store's persisted offset moves with it (so a restart
 replays only the changelog's tail). The store therefore never runs ahead of its changelog: a
 worker killed between the two would otherwise restart with a forecast in its store that was
-never published, and then not publish it because "nothing changed" (soak round 25: 61 stale
-forecasts). Durability before commit holds too: the agent flushes the outbox before its batch
-is acknowledged, and Faust flushes the Kafka client (which holds these batches) before it
-commits offsets.
+never published, and then not publish it because "nothing changed". Durability before commit
+holds too: the agent flushes the outbox before its batch is acknowledged, and Faust flushes the
+Kafka client (which holds these batches) before it commits offsets.
 """
 
 from __future__ import annotations
@@ -28,13 +32,19 @@ from rocksdict import WriteBatch
 Headers = list[tuple[str, bytes]]
 
 
+def aiokafka_producer(app: faust.App) -> Any:
+    """The started aiokafka producer under the app's Faust producer."""
+    producer: Any = app.producer
+    return producer._ensure_producer()
+
+
 def store_write(table: faust.Table, partition: int, writes: list[tuple[bytes, bytes | None]]) -> None:
     """Apply sets (and, with None, deletes) to the table's local store for `partition`, in order.
 
     Faust's RocksDB store picks the partition from the current event, which a batch of many
     partitions does not have; its per-partition databases are addressed directly instead, one
     RocksDB write batch per partition."""
-    store = table.data
+    store: Any = table.data
     db_for_partition = getattr(store, "_db_for_partition", None)
     if db_for_partition is None:  # the memory store: one dict for every partition
         for key, value in writes:

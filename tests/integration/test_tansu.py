@@ -1,5 +1,5 @@
 """tansu's short ListOffsets answer and the fetch-based end offsets the worker uses instead
-(streams/service/tansu_offsets.py), on a real tansu broker."""
+(streams/service/kafka/tansu.py), on a real tansu broker."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from streams.local.broker import EmbeddedBroker
-from streams.service.tansu_offsets import fetched_end_offsets
+from streams.service.kafka.tansu import fetched_end_offsets
 
 
 async def end_offsets(bootstrap: str) -> tuple[dict, dict]:

@@ -1,4 +1,4 @@
-"""The outbox's order of durability (streams/service/outbox.py): a table value reaches the local
+"""The outbox's order of durability (streams/service/kafka/outbox.py): a table value reaches the local
 store only when its changelog record is acknowledged, and `settled()` — what a table rebuild
 waits for — returns only after every acknowledged write is in its store. The Kafka client is a
 stand-in that acknowledges when the test says so."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from streams.service.outbox import Outbox
+from streams.service.kafka.outbox import Outbox
 
 
 class Batch:

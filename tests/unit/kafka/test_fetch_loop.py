@@ -1,4 +1,4 @@
-"""The eager start behind the worker's fetch loop (streams/service/eager_drain.py): a callback
+"""The eager start behind the worker's fetch loop (streams/service/kafka/fetch_loop.py): a callback
 that does not suspend runs to completion at once, one that suspends becomes a task that behaves
 like the coroutine run as a task (results, exceptions, cancellation)."""
 
@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from streams.service.eager_drain import start_eagerly
+from streams.service.kafka.fetch_loop import start_eagerly
 
 
 def test_a_callback_that_never_suspends_completes_without_a_task():

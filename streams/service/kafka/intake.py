@@ -5,7 +5,7 @@ stream's take-buffer, and acks it through the message's reference count. Timed i
 worker on the bench input, that path cost ~40 µs an event of the worker's one thread (the
 fetch loop spent 3 s of every 5 blocked on the full stream buffer while the agent waited ~2 s
 for its next batch to be delivered), more than rating the event. With the worker's own fetch
-loop (eager_drain), records of the agent's topics go into an `Intake` instead; the agent takes
+loop (fetch_loop.py), records of the agent's topics go into an `Intake` instead; the agent takes
 them as lists of Kafka messages and acks each one itself once its batch is in the Kafka client.
 
 What Faust's path guarantees, kept here:
@@ -15,9 +15,9 @@ What Faust's path guarantees, kept here:
 - rebalances: the intake is one of the app's flow-controlled queues, so Faust empties it when
   partitions are revoked; records fetched in an earlier consumer generation, or while the
   flow is suspended, are dropped by the agent unhandled (Faust's stream skips them too) and
-  never acked (faust_fixes, hole 4);
-- commits: acks go through the consumer's own `ack`, so the commit bookkeeping (faust_fixes,
-  hole 5) is unchanged.
+  never acked (generations.py);
+- commits: acks go through the consumer's own `ack`, so the commit bookkeeping (commits.py)
+  is unchanged.
 """
 
 from __future__ import annotations

@@ -1,0 +1,177 @@
+"""Guarantee: the rating agent's records reach it in batches, with Faust's back-pressure,
+rebalance and commit behaviour kept, and no record passed over without being read again.
+
+Upstream (faust-streaming 0.15.3, `Consumer._drain_messages` and `Consumer.getmany`):
+- every fetched message goes to the conductor with
+  `await self.wait_first(callback(message), self.suspend_flow.wait())`: four futures and an
+  `asyncio.wait` per message, so that a rebalance can abandon a callback blocked on a full
+  stream buffer. Profiled on the bench input that is 29 % of the decode-only floor's time,
+  although the callback almost never blocks;
+- each fetch waits up to 1 s for records of the *active* partitions only; a partition whose
+  stream buffer filled leaves that set, so a fetch begun while the busy partitions were out
+  waited a second on the quiet ones with the busy ones' records waiting;
+- records fetched for a partition not active yet (assigned, recovery unfinished) are dropped
+  while the fetch position moves past them; when no later record followed, nothing revealed
+  the hole and the partition's commit waited for the stall watch while its freeze was held.
+
+Kept here, in `OwnFetchLoop` (the worker's default; STARCAST_FAST_FETCH=0 keeps Faust's loop):
+- records of the rating agent's topics skip the callback and go into the agent's `Intake`
+  (intake.py), which it takes in batches; when the intake is full the loop waits for room or
+  for a rebalance, exactly as Faust waits on a full stream buffer;
+- any other callback runs eagerly up to its first suspension (what Python 3.12's eager tasks
+  do); one that suspends becomes a task and goes through Faust's `wait_first` as before;
+- the loop yields every 100 messages (Faust's `yield_every`), and each fetch waits at most
+  `GETMANY_TIMEOUT`;
+- offsets that jump are not recorded as gaps (commits.py);
+- records of a partition not active yet are dropped as before, but the partition is sought
+  back to the first of them, so they are fetched again once it is active.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator, Coroutine, Generator, cast
+
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers.aiokafka import Consumer
+from faust.types import TP, Message
+
+from streams.service.kafka.options import options_of
+
+GETMANY_TIMEOUT = 0.05  # seconds; see the module docstring
+
+
+class _Remainder:
+    """The rest of a coroutine that already ran to its first suspension, awaitable by a Task:
+    the future it yielded goes to the Task first, then results and exceptions pass through."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine, first: Any) -> None:
+        self.coro, self.first = coro, first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self.coro, self.first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - cancellation included: passed on
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _finish(remainder: _Remainder) -> Any:
+    return await remainder
+
+
+def start_eagerly(coro: Coroutine) -> asyncio.Future | None:
+    """Run `coro` now until it completes (None) or suspends (a task running the rest).
+    Exceptions raised before the first suspension propagate to the caller."""
+    try:
+        first = coro.send(None)
+    except StopIteration:
+        return None
+    return asyncio.ensure_future(_finish(_Remainder(coro, first)))
+
+
+class OwnFetchLoop(Consumer):
+    """Consumer mixin: Faust's fetch loop and `getmany`, changed as the module says."""
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
+        """faust.transport.consumer.Consumer._drain_messages (0.15.3), changed as above."""
+        callback = self.callback
+        intake = options_of(self).intake
+        intake_topics = intake.topics if intake is not None else frozenset()
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        suspend_flow = self.suspend_flow
+        yield_every = 100
+        num_since_yield = 0
+        sleep = asyncio.sleep
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                ait = getmany(timeout=GETMANY_TIMEOUT)
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            # No `_add_gap` for skipped offsets: see the module docstring.
+                            if commit_every is not None and self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                            if intake is not None and tp.topic in intake_topics:  # to the rating agent
+                                if intake.full():  # abandoned if a rebalance suspends flow, as below
+                                    await self.wait_first(intake.room(), suspend_flow.wait())
+                                intake.put(message)
+                            else:
+                                pending = start_eagerly(cast(Coroutine, callback(message)))
+                                if pending is not None:  # blocked: abandoned if a rebalance suspends flow
+                                    await self.wait_first(pending, suspend_flow.wait())
+                            set_read_offset(tp, offset)
+                    unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        """faust.transport.consumer.Consumer.getmany (0.15.3): input records of a partition not
+        active yet are sought back to, not silently passed over."""
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        records_it = self.scheduler.iterate(records)
+        to_message = self._to_message
+        passed_over: dict[TP, int] = {}  # tp -> first offset not delivered
+        if self.flow_active:
+            for tp, record in records_it:
+                if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                    break  # a rebalance: its recovery seeks every partition to the committed offset
+                if active_partitions is None or tp in active_partitions or tp in self._buffered_partitions:
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    yield tp, to_message(tp, record)
+                elif tp not in passed_over and not self._is_changelog_tp(tp):
+                    passed_over[tp] = record.offset
+            for tp, offset in passed_over.items():
+                if tp in self.assignment() and self.app.consumer_generation_id == generation_id:
+                    await self.seek(tp, offset)
+        else:
+            try:
+                await self.perform_seek()
+            except Exception as ex:  # noqa: BLE001 - as Faust: the next fetch tries again
+                self.log.warning(f"exception performing seek when flow not active {ex}")
