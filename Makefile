@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench ops-tools
+.PHONY: run test check lint types unit integration bench ops-tools docs
 
 # Debian's prometheus (with promtool), alertmanager (amtool) and docker-compose: the ops tests
 # check the files with them and run a real Prometheus against a worker.
@@ -27,8 +27,26 @@ ops-tools:
 			prometheus prometheus-alertmanager docker-compose >/dev/null; \
 	fi
 
-test: $(BIN)/.installed ops-tools
-	$(BIN)/python -m pytest -q
+lint: $(BIN)/.installed
+	$(BIN)/ruff check streams tests
+
+types: $(BIN)/.installed
+	$(BIN)/mypy
+
+unit: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -m unit
+
+# Under a minute, no broker, no apt: lint, types and the unit tests.
+check: lint types unit
+
+integration: $(BIN)/.installed ops-tools
+	$(BIN)/python -m pytest -q -m integration
+
+# Everything, and what CI runs.
+test: check integration
+
+docs: $(BIN)/.installed
+	$(BIN)/starcast config --markdown > docs/configuration.md
 
 bench: $(BIN)/.installed
 	$(BIN)/starcast bench

@@ -1,4 +1,5 @@
-"""Score models (docs/spec.md §1.2): `merchant-3star` (the Merchant Star Rating guide) and `cn-2020` (the 2020 Seller Star Rating Rules).
+"""Score models (docs/spec.md §1.2): `merchant-3star` (the Merchant Star Rating guide) and
+`cn-2020` (the 2020 Seller Star Rating Rules).
 
 Sub-item values are measured from the seller's facts over their own windows; each becomes a
 0-100 score through the rulebook's breakpoints (piecewise linear; the real coefficients are not

@@ -1,4 +1,4 @@
-"""Golden scenarios for global-2023 (SPEC §1.1): every threshold from both sides, and each rule."""
+"""Golden scenarios for global-2023 (docs/spec.md §1.1): every threshold from both sides, and each rule."""
 
 from __future__ import annotations
 
@@ -106,7 +106,8 @@ def test_response_rate_24_hour_rules():
     # KWA $300 (70) + response rate >= 90% (30) = 100; below 90% the index stays at 70.
     base = [E.marketing(at(days=1), "kwa_spend", amount=300, currency="USD")]
     answered = conversation(9, 24, start_day=1, tag="a")  # answered at exactly 24 h: within 24 h
-    index = lambda evs, when: stars_of(base + evs, "marketing_index", when)[1]["indicators"]["marketing_index"]["value"]
+    def index(evs, when):
+        return stars_of(base + evs, "marketing_index", when)[1]["indicators"]["marketing_index"]["value"]
     # A tenth conversation 23 h old and unanswered is not yet counted: 9/9.
     young = [E.message(at(days=10), buyer="y", conv="young")]
     assert index(answered + young, at(days=10, hours=23)) == 100
