@@ -235,7 +235,7 @@ def test_kill_and_restart_restores_state_and_never_repeats_a_freeze(broker, tmp_
 def test_a_monthly_record_sent_before_a_crash_is_not_sent_again(broker, tmp_path):
     """The crash window between a freeze's send and the seller's state write: the record is on
     star-ratings-monthly, the worker restarts without knowing it froze. It reads the topic as
-    its official table and freezes that seller without a second record (SPEC: once per seller
+    its official table and freezes that seller without a second record (docs/spec.md §3: once per seller
     per month); every other seller is frozen once."""
     from streams.service.processor import partition_for
 

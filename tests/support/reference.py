@@ -1,4 +1,4 @@
-"""A brute-force reference rater: SPEC §1.1 read literally, recomputed from raw events.
+"""A brute-force reference rater: docs/spec.md §1.1 read literally, recomputed from raw events.
 
 Deliberately naive and independent of `streams.core.state`/`measures`/`rating`: it keeps no
 state, scans every event for every question, and shares only the rulebook data (thresholds,

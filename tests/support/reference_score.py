@@ -1,4 +1,4 @@
-"""A brute-force reference for the score models' sub-item values (SPEC §1.2, seed 003 read
+"""A brute-force reference for the score models' sub-item values (docs/spec.md §1.2, the Merchant Star Rating guide read
 literally), recomputed from the raw events for every question.
 
 Independent of `streams.core.scoring`'s fact store: no entities, no versions kept, no pruning;

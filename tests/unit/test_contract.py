@@ -27,7 +27,7 @@ VALID = {
     "product_update": E.product(at(days=1), "p"),
     "marketing": E.marketing(at(days=1), "kwa_spend", amount=10, currency="USD"),
     "seller_profile": E.profile(at(days=1), "MY", "apparel"),
-    # the score models' events (SPEC §1.2)
+    # the score models' events (docs/spec.md §1.2)
     "product_quality": E.quality(at(days=1), "p", 72.5),
     "certificate": E.certificate(at(days=1), "iso"),
     "search_stats": E.search(at(days=1), "2026-03-02", 100, 3),

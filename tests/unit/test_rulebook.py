@@ -20,7 +20,7 @@ def test_every_shipped_rulebook_loads():
         if rb.model == "indicators":
             assert set(rb.indicators) == {"potential_products", "top_super_products", "response_time",
                                           "active_buyers", "conversion_rate", "marketing_index"}
-        else:  # the score models: four capabilities over the 13 sub-items of seed 003
+        else:  # the score models: four capabilities over the 13 sub-items of the Merchant Star Rating guide
             assert len(rb.capabilities) == 4
             assert set().union(*rb.capabilities.values()) <= set(rb.sub_items)
     three, cn = load("merchant-3star"), load("cn-2020")

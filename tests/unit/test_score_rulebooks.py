@@ -1,4 +1,4 @@
-"""Golden scenarios for the score models (SPEC §1.2), checked by hand against the shipped
+"""Golden scenarios for the score models (docs/spec.md §1.2), checked by hand against the shipped
 rulebooks' breakpoints and weights (streams/rulebooks/merchant-3star.toml, cn-2020.toml).
 
 Evaluation instant: 2026-03-31T00:00:00Z unless said. The "model seller" of `strong()` scores,
