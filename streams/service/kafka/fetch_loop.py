@@ -1,7 +1,7 @@
 """Guarantee: the rating agent's records reach it in batches, with Faust's back-pressure,
 rebalance and commit behaviour kept, and no record passed over without being read again.
 
-Upstream (faust-streaming 0.15.3, `Consumer._drain_messages` and `Consumer.getmany`):
+Upstream (faust-streaming 0.15.3, `Consumer._drain_messages`):
 - every fetched message goes to the conductor with
   `await self.wait_first(callback(message), self.suspend_flow.wait())`: four futures and an
   `asyncio.wait` per message, so that a rebalance can abandon a callback blocked on a full
@@ -9,10 +9,7 @@ Upstream (faust-streaming 0.15.3, `Consumer._drain_messages` and `Consumer.getma
   although the callback almost never blocks;
 - each fetch waits up to 1 s for records of the *active* partitions only; a partition whose
   stream buffer filled leaves that set, so a fetch begun while the busy partitions were out
-  waited a second on the quiet ones with the busy ones' records waiting;
-- records fetched for a partition not active yet (assigned, recovery unfinished) are dropped
-  while the fetch position moves past them; when no later record followed, nothing revealed
-  the hole and the partition's commit waited for the stall watch while its freeze was held.
+  waited a second on the quiet ones with the busy ones' records waiting.
 
 Kept here, in `OwnFetchLoop` (the worker's default; STARCAST_FAST_FETCH=0 keeps Faust's loop):
 - records of the rating agent's topics skip the callback and go into the agent's `Intake`
@@ -23,18 +20,17 @@ Kept here, in `OwnFetchLoop` (the worker's default; STARCAST_FAST_FETCH=0 keeps 
 - the loop yields every 100 messages (Faust's `yield_every`), and each fetch waits at most
   `GETMANY_TIMEOUT`;
 - offsets that jump are not recorded as gaps (commits.py);
-- records of a partition not active yet are dropped as before, but the partition is sought
-  back to the first of them, so they are fetched again once it is active.
+- records fetched for a partition not active yet are read again once it is (rebalance.py,
+  on both loops).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Coroutine, Generator, cast
+from typing import Any, Coroutine, Generator, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import Consumer
-from faust.types import TP, Message
 
 from streams.service.kafka.options import options_of
 
@@ -85,7 +81,7 @@ def start_eagerly(coro: Coroutine) -> asyncio.Future | None:
 
 
 class OwnFetchLoop(Consumer):
-    """Consumer mixin: Faust's fetch loop and `getmany`, changed as the module says."""
+    """Consumer mixin: Faust's fetch loop, changed as the module says."""
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
         """faust.transport.consumer.Consumer._drain_messages (0.15.3), changed as above."""
@@ -147,31 +143,3 @@ class OwnFetchLoop(Consumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
-
-    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        """faust.transport.consumer.Consumer.getmany (0.15.3): input records of a partition not
-        active yet are sought back to, not silently passed over."""
-        records, active_partitions = await self._wait_next_records(timeout)
-        generation_id = self.app.consumer_generation_id
-        if records is None or self.should_stop:
-            return
-        records_it = self.scheduler.iterate(records)
-        to_message = self._to_message
-        passed_over: dict[TP, int] = {}  # tp -> first offset not delivered
-        if self.flow_active:
-            for tp, record in records_it:
-                if not self.flow_active or self.app.consumer_generation_id != generation_id:
-                    break  # a rebalance: its recovery seeks every partition to the committed offset
-                if active_partitions is None or tp in active_partitions or tp in self._buffered_partitions:
-                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-                    yield tp, to_message(tp, record)
-                elif tp not in passed_over and not self._is_changelog_tp(tp):
-                    passed_over[tp] = record.offset
-            for tp, offset in passed_over.items():
-                if tp in self.assignment() and self.app.consumer_generation_id == generation_id:
-                    await self.seek(tp, offset)
-        else:
-            try:
-                await self.perform_seek()
-            except Exception as ex:  # noqa: BLE001 - as Faust: the next fetch tries again
-                self.log.warning(f"exception performing seek when flow not active {ex}")

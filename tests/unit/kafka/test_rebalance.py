@@ -72,3 +72,53 @@ def test_a_busy_worker_is_never_judged_stuck():
     detector, tp = StallDetector(checks=3), TP("visits", 3)
     assert not any(detector.observe(tp, 5928, 7430, idle=False) for _ in range(10))
     assert [detector.observe(tp, 5928, 7430, idle=True) for _ in range(3)] == [False, False, True]
+
+
+def record(topic: str, partition: int, offset: int):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(topic=topic, partition=partition, offset=offset, timestamp=None, timestamp_type=0,
+                           headers=[], key=b"k", value=b"v", checksum=None, serialized_key_size=1,
+                           serialized_value_size=1)
+
+
+def fetched_before_active(app_class):
+    """One fetch that returns records of an active input partition and of a standby changelog
+    partition not active yet; returns (what was delivered, where the consumer sought)."""
+    app = app_class("getmany-passed-over", broker="kafka://127.0.0.1:1")
+    consumer = app.consumer
+    active, standby = TP("visits", 0), TP("getmany-passed-over-state-changelog", 2)
+    records = {active: [record("visits", 0, 7)], standby: [record(standby.topic, 2, 40), record(standby.topic, 2, 41)]}
+
+    async def wait_next_records(timeout):
+        return records, {active}
+
+    sought = []
+
+    async def seek(tp, offset):
+        sought.append((tp, offset))
+
+    consumer._wait_next_records = wait_next_records
+    consumer.seek = seek
+    consumer.assignment = lambda: {active, standby}
+    consumer.highwater = lambda tp: None
+
+    async def drain():
+        return [(tp, message.offset) async for tp, message in consumer.getmany(timeout=0)]
+
+    return asyncio.run(drain()), sought
+
+
+def test_records_fetched_before_a_partition_is_active_are_read_again_changelogs_included():
+    from streams.service.kafka import App
+
+    delivered, sought = fetched_before_active(App)
+    assert delivered == [(TP("visits", 0), 7)]
+    assert sought == [(TP("getmany-passed-over-state-changelog", 2), 40)]  # a standby copy misses nothing
+
+
+def test_fausts_own_getmany_drops_them_for_good_which_is_why_this_exists():
+    import faust
+
+    delivered, sought = fetched_before_active(faust.App)
+    assert delivered == [(TP("visits", 0), 7)] and sought == []
