@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from streams.core.actions import actions
 from streams.core.measures import Aggregator
-from streams.core.rating import rate
+from streams.core.projection import levels_of, month_end, project
+from streams.core.rating import levels, rate
 from streams.core.rulebook import Rulebook
 from streams.core.state import SellerState
 
@@ -28,3 +30,19 @@ class IndicatorModel:
         if state.aggregator is None:
             state.aggregator = Aggregator(state)
         return rate(seller_id, state.aggregator.measures(at), self.book)
+
+    def projection(self, seller_id: str, state: SellerState, as_of: int) -> dict[str, Any]:
+        """Walks a fork of the seller's aggregator from `as_of` (docs/spec.md §3.1)."""
+        end = month_end(as_of, self.book.time_zone)
+        current = self.rate(seller_id, state, as_of)
+        aggregator = state.aggregator
+        assert aggregator is not None  # attached by rate()
+        if aggregator.at != as_of:  # rated at a later instant before: walk from as_of afresh
+            aggregator = Aggregator(state)
+            aggregator.measures(as_of)
+        book = self.book
+        return project(levels_of(current), ((t, levels(m, book)) for t, m in aggregator.walk(end)), end)
+
+    def actions(self, seller_id: str, state: SellerState, rating: dict[str, Any], as_of: int) -> dict[str, Any]:
+        """What would keep the seller's stars (actions.py)."""
+        return actions(state, rating, as_of)

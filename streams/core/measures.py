@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 from operator import attrgetter
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from streams.core.lww import lww_at
 from streams.core.state import K_CONVERSATION, K_KWA, K_PENALTY, K_PERSON, K_PRODUCT, K_RFQ, SellerState
@@ -328,3 +328,43 @@ class Aggregator:
                 heapq.heappush(self.heap, (next_change, key))
                 self.scheduled[key] = next_change
 
+
+    def walk(self, end: int) -> Iterator[tuple[int, Measures]]:
+        """The measures at each later instant, up to `end`, at which they can change with no
+        new event, in time order: a fork of the cache, which stays as it is.
+
+        Starts from the cache's instant (the caller's last `measures(at)`); each step
+        recomputes only the contributions scheduled to change then, as `measures` would."""
+        if self.at is None:
+            return
+        state, live_parts, live_scheduled = self.state, self.parts, self.scheduled
+        heap = list(self.heap)  # already a heap: a copy keeps its order
+        totals = list(self.totals)
+        parts: dict[tuple[str, str], dict[int, int] | None] = {}  # overrides of live_parts
+        scheduled: dict[tuple[str, str], int | None] = {}  # overrides of live_scheduled
+        while heap and heap[0][0] <= end:
+            instant = heap[0][0]
+            keys = []
+            while heap and heap[0][0] == instant:
+                _, key = heapq.heappop(heap)
+                if (scheduled[key] if key in scheduled else live_scheduled.get(key)) == instant:
+                    scheduled[key] = None
+                    keys.append(key)
+            if not keys:
+                continue  # stale entries only
+            for key in keys:
+                part, next_change = PARTS[key[0]](state, key[1], instant)
+                old = parts[key] if key in parts else live_parts.get(key)
+                if old:
+                    for position, value in old.items():
+                        totals[position] -= value
+                if part:
+                    for position, value in part.items():
+                        totals[position] += value
+                parts[key] = part
+                if next_change is not None:
+                    current = scheduled[key] if key in scheduled else live_scheduled.get(key)
+                    if current is None or next_change < current:
+                        heapq.heappush(heap, (next_change, key))
+                        scheduled[key] = next_change
+            yield instant, _assemble(state, totals, instant)

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from streams.core.measures import Measures
+from streams.core.projection import Levels
 from streams.core.rulebook import INDICATORS, Rulebook, Threshold
 from streams.core.timeutil import format_ts
 
@@ -142,6 +143,19 @@ def rate(seller_id: str, m: Measures, rb: Rulebook) -> dict[str, Any]:
     rating["seller_id"] = seller_id
     rating["as_of"] = format_ts(m.at)
     return rating
+
+
+def levels(m: Measures, rb: Rulebook) -> Levels:
+    """What a projection compares at each instant, without the rest of the rating: the
+    stars, the risk, the stars if healthy, and each indicator's value and stars."""
+    tables = rb.thresholds_for(m.region, m.category)
+    values = indicator_values(m, rb)
+    stars = {name: _earned(name, values[name], m, tables[name]) for name in INDICATORS}
+    apply_bonus(stars, int(values["marketing_index"] or 0), rb)
+    lowest = min(stars.values())
+    healthy = m.risk_points < rb.unhealthy_points
+    return (lowest if healthy else 0, "healthy" if healthy else "unhealthy", lowest,
+            {name: (values[name], stars[name]) for name in INDICATORS})
 
 
 def _rate(m: Measures, rb: Rulebook) -> dict[str, Any]:

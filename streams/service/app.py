@@ -93,13 +93,16 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     forecasts = table("forecasts", changelog_topic=topic("star-forecasts", compacting=True))
     # Not compacted: every month of a seller stays.
     official = table("official", changelog_topic=topic("star-ratings-monthly"))
+    # star-warnings is this table's changelog: a warning is sent exactly when it is saved, so a
+    # restarted worker knows what it last said and repeats nothing unchanged.
+    warnings = table("warnings", changelog_topic=topic("star-warnings", compacting=True))
     outbox = kafka.Outbox(lambda: kafka.aiokafka_producer(app))
     batch_lock = asyncio.Lock()  # held by the agent while it handles a batch
     started = asyncio.Event()  # /healthz answers 503 until the topics and routing metadata are ready
     positions = InputPositions(lambda tp: kafka.first_offset(app.consumer, tp))
     handled_upto = lambda tp: positions.handled_upto(tp, kafka.committed_offset(app.consumer, tp))  # noqa: E731
     hold = FreezeHold(input_names, lambda name, partition: TP(s.topic(name), partition), handled_upto)
-    publisher = Publisher(s, processor, metrics, outbox, state_table, forecasts, official)
+    publisher = Publisher(s, processor, metrics, outbox, state_table, forecasts, official, warnings)
     first_handled: list[float] = []  # Kafka timestamps of this batch's records handled the first time
     handled = [0]  # input messages handled since start: the stall watch's idleness
 
@@ -122,7 +125,8 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
         async with batch_lock:
             in_flight = await outbox.settled()
             positions.clear()  # stream positions go back to the committed offsets
-            restored = processor.restore(state_table.items(), forecasts.items(), official.items())
+            restored = processor.restore(state_table.items(), forecasts.items(), official.items(),
+                                         warnings.items())
         if in_flight:
             log.info("starcast: waited for %d changelog batches before rebuilding", in_flight)
         metrics.restored.set(restored)
@@ -130,6 +134,7 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
         if months:  # a restarted worker still knows its latest freeze (the FreezeLate alert)
             metrics.froze(max(months))
         metrics.star_levels(processor.published)
+        metrics.at_risk(processor.warned)
         log.info("starcast: rebuilt %d sellers from the state table", restored)
 
     def settle_freeze(partition: int) -> None:
@@ -251,6 +256,7 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     def update_gauges() -> None:
         """Gauges read from the processor and the consumer (on a timer and on every scrape)."""
         metrics.star_levels(processor.published)
+        metrics.at_risk(processor.warned)
         for partition, clock in processor.clocks().items():
             metrics.clock.labels(partition=str(partition)).set(clock / 1000)
         consumer = app.consumer
