@@ -3,11 +3,12 @@ in `measures.py`, rated in `rating.py`."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from streams.core.actions import actions
-from streams.core.measures import Aggregator
-from streams.core.projection import levels_of, month_end, project
+from streams.core.measures import Aggregator, assemble
+from streams.core.lww import lww_at
+from streams.core.projection import Levels, levels_of, month_end, project
 from streams.core.rating import levels, rate
 from streams.core.rulebook import Rulebook
 from streams.core.state import SellerState
@@ -16,6 +17,7 @@ from streams.core.state import SellerState
 class IndicatorModel:
     def __init__(self, book: Rulebook) -> None:
         self.book = book
+        self._levels: dict[tuple, Levels] = {}  # (totals, registers) -> levels; see _steps
 
     def new_state(self, seller_id: str, keep_for_freeze: bool = False) -> SellerState:
         return SellerState(self.book, seller_id, keep_for_freeze)
@@ -40,9 +42,35 @@ class IndicatorModel:
         if aggregator.at != as_of:  # rated at a later instant before: walk from as_of afresh
             aggregator = Aggregator(state)
             aggregator.measures(as_of)
-        book = self.book
-        return project(levels_of(current), ((t, levels(m, book)) for t, m in aggregator.walk(end)), end)
+        return project(levels_of(current), self._steps(state, aggregator, as_of, end), end)
+
+    def _steps(self, state: SellerState, aggregator: Aggregator, as_of: int, end: int) -> Iterator[tuple[int, Levels]]:
+        """The levels at each instant the walk yields, memoised on the totals and the
+        seller's registers: sellers and instants alike share them."""
+        book, memo = self.book, self._levels
+        settled = all(not versions or versions[-1][0] <= as_of
+                      for versions in (state.profile, state.premium_ads, state.showcases))
+        context = _registers(state, as_of)
+        for instant, totals in aggregator.walk(end):
+            if not settled:
+                context = _registers(state, instant)
+            key = (totals, context)
+            known = memo.get(key)
+            if known is None:
+                if len(memo) >= 20_000:
+                    memo.clear()
+                known = memo[key] = levels(assemble(state, totals, instant), book)
+            yield instant, known
 
     def actions(self, seller_id: str, state: SellerState, rating: dict[str, Any], as_of: int) -> dict[str, Any]:
         """What would keep the seller's stars (actions.py)."""
         return actions(state, rating, as_of)
+
+
+def _registers(state: SellerState, at: int) -> tuple:
+    """What the measures take from the seller's registers at `at` (profile, ads, showcases)."""
+    profile = lww_at(state.profile, at)
+    ads = lww_at(state.premium_ads, at)
+    showcases = lww_at(state.showcases, at)
+    return (profile[2] if profile else None, profile[3] if profile else None, bool(ads and ads[2]),
+            bool(showcases and showcases[2]))

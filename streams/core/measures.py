@@ -235,7 +235,7 @@ def all_keys(state: SellerState) -> set[tuple[str, str]]:
             | {(K_KWA, k) for k in state.kwa} | {(K_RFQ, k) for k in state.rfq})
 
 
-def _assemble(state: SellerState, totals: list[int], at: int) -> Measures:
+def assemble(state: SellerState, totals: list[int] | tuple[int, ...], at: int) -> Measures:
     profile = lww_at(state.profile, at)
     ads = lww_at(state.premium_ads, at)
     showcases = lww_at(state.showcases, at)
@@ -270,7 +270,7 @@ def measure(state: SellerState, at: int) -> Measures:
         if part:
             for position, value in part.items():
                 totals[position] += value
-    return _assemble(state, totals, at)
+    return assemble(state, totals, at)
 
 
 class Aggregator:
@@ -309,7 +309,7 @@ class Aggregator:
         for key in keys:
             self._recompute(key, at)
         self.at = at
-        return _assemble(state, self.totals, at)
+        return assemble(state, self.totals, at)
 
     def _recompute(self, key: tuple[str, str], at: int) -> None:
         part, next_change = PARTS[key[0]](self.state, key[1], at)
@@ -329,9 +329,10 @@ class Aggregator:
                 self.scheduled[key] = next_change
 
 
-    def walk(self, end: int) -> Iterator[tuple[int, Measures]]:
-        """The measures at each later instant, up to `end`, at which they can change with no
-        new event, in time order: a fork of the cache, which stays as it is.
+    def walk(self, end: int) -> Iterator[tuple[int, tuple[int, ...]]]:
+        """The totals at each later instant, up to `end`, at which they change with no new
+        event, in time order (`assemble` makes them measures): a fork of the cache, which
+        stays as it is.
 
         Starts from the cache's instant (the caller's last `measures(at)`); each step
         recomputes only the contributions scheduled to change then, as `measures` would."""
@@ -352,19 +353,23 @@ class Aggregator:
                     keys.append(key)
             if not keys:
                 continue  # stale entries only
+            moved = False
             for key in keys:
                 part, next_change = PARTS[key[0]](state, key[1], instant)
                 old = parts[key] if key in parts else live_parts.get(key)
-                if old:
-                    for position, value in old.items():
-                        totals[position] -= value
-                if part:
-                    for position, value in part.items():
-                        totals[position] += value
+                if old != part and (old or part):
+                    moved = True
+                    if old:
+                        for position, value in old.items():
+                            totals[position] -= value
+                    if part:
+                        for position, value in part.items():
+                            totals[position] += value
                 parts[key] = part
                 if next_change is not None:
                     current = scheduled[key] if key in scheduled else live_scheduled.get(key)
                     if current is None or next_change < current:
                         heapq.heappush(heap, (next_change, key))
                         scheduled[key] = next_change
-            yield instant, _assemble(state, totals, instant)
+            if moved:  # else the measures are those of the last step: nothing to rate again
+                yield instant, tuple(totals)

@@ -22,9 +22,24 @@ Levels = tuple[int, str, int, dict[str, tuple[Any, int]]]
 """(stars, risk, stars_if_healthy, {indicator: (value, stars)}) of a rating at one instant."""
 
 
+_ENDS: dict[tuple[ZoneInfo, int], tuple[int, str]] = {}  # (tz, month start) -> (end, its RFC 3339)
+
+
 def month_end(as_of: int, tz: ZoneInfo) -> int:
     """The last millisecond of the calendar month (in `tz`) that contains `as_of`."""
-    return month_start(month_start(as_of, tz) + 32 * DAY, tz) - 1
+    return _month_end(as_of, tz)[0]
+
+
+def _month_end(as_of: int, tz: ZoneInfo) -> tuple[int, str]:
+    start = month_start(as_of, tz)
+    known = _ENDS.get((tz, start))
+    if known is None:
+        if len(_ENDS) > 10_000:
+            _ENDS.clear()
+        end = month_start(start + 32 * DAY, tz) - 1
+        month_start(as_of, tz)  # leave month_start's one-month cache on as_of's month
+        known = _ENDS[(tz, start)] = (end, format_ts(end))
+    return known
 
 
 def levels_of(rating: dict[str, Any]) -> Levels:
