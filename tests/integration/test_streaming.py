@@ -291,10 +291,12 @@ def test_projection_in_forecasts_and_api_and_a_warning_then_its_clearing(broker,
         assert [w["kind"] for w in warnings] == ["warning"]
         warning = warnings[0]
         want = expected_ratings(events, "2026-04-01T00:00:00Z")["fading"]
-        assert warning["stars"] == want["stars"] == 3
-        assert warning["projected_stars"] == want["projection"]["stars"] < 3
+        drop = next(e for e in want["projection"]["timeline"] if e["stars"] < want["stars"])
+        assert warning["stars"] == want["stars"] > 0
+        assert warning["projected_stars"] == want["projection"]["stars"] < want["stars"]
         assert warning["projected_at"] == "2026-04-30T23:59:59.999Z"
-        assert warning["first_drop"]["at"] == "2026-04-01T00:01:00Z"  # the first buyer's message + 30 d
+        assert warning["first_drop"] == {"at": drop["at"], "stars": drop["stars"], "indicators": drop["indicators"]}
+        assert drop["at"].startswith("2026-04-0")  # its March 2 facts leave the window early in April
         status, served = worker.get("/sellers/fading")
         assert status == 200 and served["projection"] == want["projection"]
         published = latest_by_key(read_topic(broker, prefix + "star-forecasts"))["fading"]
