@@ -38,6 +38,7 @@ from streams.service.positions import InputPositions
 from streams.service.processor import GroupedProcessor, Incoming, RatingProcessor, Tick, defer_freeze
 from streams.service.publisher import Publisher
 from streams.service.settings import Settings
+from streams.service.upkeep import Upkeep
 
 log = logging.getLogger("starcast")
 
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
 
     ticks = topic(TICKS)
     tick_topic_name = s.topic(TICKS)
-    intake_topics = {s.topic(name) for name in input_names}
+    input_topics = {s.topic(name) for name in input_names}
     inputs_and_ticks = topic(*input_names, TICKS, schema=RawBytes())  # one stream, one agent
     outputs = [topic(name) for name in ("star-changes", "starcast-dead-letters", *input_names)]
     state_table = table("state")
@@ -103,8 +104,8 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     handled_upto = lambda tp: positions.handled_upto(tp, kafka.committed_offset(app.consumer, tp))  # noqa: E731
     hold = FreezeHold(input_names, lambda name, partition: TP(s.topic(name), partition), handled_upto)
     publisher = Publisher(s, processor, metrics, outbox, state_table, forecasts, official, warnings)
+    upkeep = Upkeep(app, processor, metrics, positions, hold, input_topics, ticks)
     first_handled: list[float] = []  # Kafka timestamps of this batch's records handled the first time
-    handled = [0]  # input messages handled since start: the stall watch's idleness
 
     @app.task
     async def declare_topics() -> None:
@@ -173,7 +174,7 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
             for partition in by_partition:
                 settle_freeze(partition)
             await outbox.flush()
-        handled[0] += sum(type(item) is Incoming for item in items)
+        upkeep.handled += sum(type(item) is Incoming for item in items)  # the stall watch's idleness
         now = time.time()
         for published in first_handled:
             metrics.latency.observe(max(now - published, 0))
@@ -202,22 +203,15 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
 
     @app.timer(0.5)
     async def refresh_end_offsets() -> None:
-        """The broker's end offsets of this worker's input partitions, only while a freeze is
-        due (a fetch's high watermark goes stale while fetching is paused)."""
-        consumer = app.consumer
-        if consumer is None or app.rebalancing:
-            return
-        tps = [tp for tp in consumer.assignment() if tp.topic in intake_topics]
-        if not any(processor.freeze_due(partition) for partition in {tp.partition for tp in tps}):
-            hold.end_offsets.clear()  # unknown counts as lagging
-            return
-        if tps:
-            try:
-                hold.end_offsets.update(await asyncio.wait_for(consumer.highwaters(*tps), timeout=10))
-            except Exception as exc:  # noqa: BLE001 - keep the last answer; the hold stays safe
-                log.debug("starcast: end offsets unavailable: %r", exc)
-        for partition, clock in hold.released(processor.clocks()):
-            await ticks.send(value=orjson.dumps({"now": clock}), partition=partition)
+        await upkeep.refresh_end_offsets()
+
+    @app.timer(5.0)
+    async def stall_watch() -> None:
+        await upkeep.stall_watch()
+
+    @app.timer(5.0)
+    async def refresh_gauges() -> None:
+        upkeep.update_gauges()
 
     if s.clock == "wall":
 
@@ -227,52 +221,9 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
             for partition in range(s.partitions):
                 await ticks.send(value=orjson.dumps({"now": now}), partition=partition)
 
-    stalls = kafka.StallDetector()
-    handled_at_last_check = [-1]
-
-    @app.timer(5.0)
-    async def stall_watch() -> None:
-        """Read again input partitions with a hole still open or left stuck with records waiting."""
-        consumer: Any = app.consumer
-        if app.in_recovery or app.rebalancing or consumer is None or not consumer.flow_active:
-            stalls.reset()
-            return
-        idle, handled_at_last_check[0] = handled[0] == handled_at_last_check[0], handled[0]
-        for tp, missing in positions.due_rereads():
-            if tp in consumer.assignment():
-                log.warning("starcast: %s/%d still misses offset %d: reading again from there",
-                            tp.topic, tp.partition, missing)
-                await consumer.seek(tp, missing)
-                metrics.rereads.inc()
-        for tp, committed, position, highwater in await consumer.reread_stalled(stalls, idle):
-            log.warning("starcast: %s/%d stuck at committed offset %s (fetch position %s, end %s): re-reading",
-                        tp.topic, tp.partition, committed, position, highwater)
-            metrics.rereads.inc()
-
-    @app.timer(5.0)
-    async def refresh_gauges() -> None:
-        update_gauges()
-
-    def update_gauges() -> None:
-        """Gauges read from the processor and the consumer (on a timer and on every scrape)."""
-        metrics.star_levels(processor.published)
-        metrics.at_risk(processor.warned)
-        for partition, clock in processor.clocks().items():
-            metrics.clock.labels(partition=str(partition)).set(clock / 1000)
-        consumer = app.consumer
-        if consumer is not None:
-            waiting = 0
-            for tp in consumer.assignment():
-                if tp.topic in intake_topics:
-                    end = consumer.highwater(tp)  # from the last fetch: no request to the broker
-                    done = positions.next_offset.get(tp, kafka.committed_offset(consumer, tp))
-                    if end is not None and done is not None:
-                        waiting += max(end - done, 0)
-            metrics.input_lag.set(waiting)
-
     register_views(app, settings=s, processor=processor, rulebook=rulebook, selection=selection,
                    forecasts=forecasts, official=official, started=started, metrics=metrics,
-                   update_gauges=update_gauges)
+                   update_gauges=upkeep.update_gauges)
     return app
 
 
