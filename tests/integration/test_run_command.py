@@ -60,7 +60,7 @@ def test_run_simulate_shows_live_forecasts_and_stops_cleanly_on_ctrl_c(tmp_path)
     assert "embedded broker" in text and "/sellers/<seller_id>" in text and "/metrics" in text
     assert len(pids) >= 2  # the broker and the worker
     run.send_signal(signal.SIGINT)  # Ctrl-C
-    run.wait(30)
+    run.wait(60)  # the runner gives the worker 15 s to stop, then kills it, then stops the broker
     output += run.stdout.read() or b""
     assert run.returncode == 0
     assert b"starcast: stopped" in output
