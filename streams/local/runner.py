@@ -96,9 +96,12 @@ def run_stack(args: Namespace) -> int:
     workdir = tempfile.mkdtemp(prefix="starcast-run-")
     worker = None
 
-    def on_signal(signum, frame):  # turn SIGTERM into the same clean stop as Ctrl-C
+    def on_signal(signum, frame):  # Ctrl-C and SIGTERM stop the stack at once, wherever it is
         raise KeyboardInterrupt
 
+    # Also for SIGINT: asyncio.run's own handler only cancels the producing task, which could
+    # leave Ctrl-C waiting on the producer while the simulation was still being sent.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
         if "STARCAST_BROKER" not in env:
