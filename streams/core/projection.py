@@ -13,6 +13,7 @@ No Faust, no I/O: the worker, replay and the API share this code.
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
@@ -48,18 +49,38 @@ def levels_of(rating: dict[str, Any]) -> Levels:
             {name: (block["value"], block["stars"]) for name, block in rating["indicators"].items()})
 
 
+_STILL: dict[tuple[int, int], tuple[Levels, dict[str, Any]]] = {}
+
+
 def project(current: Levels, steps: Iterable[tuple[int, Levels]], end: int) -> dict[str, Any]:
     """The projection object from the levels at `as_of` and the levels at each later instant
-    at which the measures change (in time order, none after `end`, the month's last instant)."""
-    timeline = []
+    at which the measures change (in time order, none after `end`, the month's last instant).
+
+    The result may be shared between calls (when nothing changes ahead): read it, never
+    change it."""
+    timeline: list[dict[str, Any]] = []
     last = current
-    for instant, now in steps:
+    ahead = iter(steps)
+    first = next(ahead, None)
+    if first is None:  # nothing changes ahead: one object per (levels, month), shared
+        key = (id(current), end)
+        known = _STILL.get(key)
+        if known is None or known[0] is not current:
+            if len(_STILL) >= 20_000:
+                _STILL.clear()
+            known = _STILL[key] = (current, _projection(current, timeline, end))
+        return known[1]
+    for instant, now in chain((first,), ahead):
         before = last[3]
         moved = {name: {"value": value, "stars": stars} for name, (value, stars) in now[3].items()
                  if before[name][1] != stars}
         if moved or now[0] != last[0] or now[1] != last[1]:
             timeline.append({"at": format_ts(instant), "stars": now[0], "risk": now[1], "indicators": moved})
         last = now
+    return _projection(last, timeline, end)
+
+
+def _projection(last: Levels, timeline: list[dict[str, Any]], end: int) -> dict[str, Any]:
     stars, risk, if_healthy, indicators = last
     return {
         "at": format_ts(end),
