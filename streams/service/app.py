@@ -59,8 +59,8 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     selection = load_groups(s.rulebook_groups, default=s.rulebook) if s.rulebook_groups else None
     rulebook = selection.default if selection else load(s.rulebook)
     processor: RatingProcessor | GroupedProcessor = (
-        GroupedProcessor(selection, s.partitions, wall) if selection and selection.groups
-        else RatingProcessor(rulebook, s.partitions, wall))
+        GroupedProcessor(selection, s.partitions, wall, s.projection) if selection and selection.groups
+        else RatingProcessor(rulebook, s.partitions, wall, s.projection))
     metrics = Metrics()
     input_names = sorted(set(s.input_topics.values()))
     # With the own fetch loop the agent's records skip Faust's stream (kafka/intake.py).

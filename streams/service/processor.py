@@ -123,8 +123,10 @@ def _same_but_as_of(old: dict, new: dict) -> bool:
 
 
 class RatingProcessor:
-    def __init__(self, rulebook: AnyBook, partitions: int, wall_clock: Callable[[], int] | None = None):
+    def __init__(self, rulebook: AnyBook, partitions: int, wall_clock: Callable[[], int] | None = None,
+                 projection: bool = True):
         self.rulebook = rulebook
+        self.projecting = projection  # False: forecasts carry `projection: null`, no star-warnings
         self.partitions = partitions
         self.wall_clock = wall_clock  # when set, the clock never lags the wall clock
         self.engines: dict[int, Engine] = {}
@@ -389,6 +391,8 @@ class RatingProcessor:
         its state changed or a month began; otherwise the last one without the timeline entries
         that have passed. Never fails a batch: an error gives None, counted and logged without
         any id."""
+        if not self.projecting:
+            return None
         try:
             end = month_end(clock, self.rulebook.time_zone)
             cached = self._projections.get(seller)
@@ -536,9 +540,11 @@ class GroupedProcessor:
     decode per message; a message without one goes to the default rulebook's processor, which
     dead-letters it. Not used at all when the deployment has no seller groups."""
 
-    def __init__(self, selection: RulebookSelection, partitions: int, wall_clock: Callable[[], int] | None = None):
+    def __init__(self, selection: RulebookSelection, partitions: int, wall_clock: Callable[[], int] | None = None,
+                 projection: bool = True):
         self.selection = selection
-        self.processors = {book.name: RatingProcessor(book, partitions, wall_clock) for book in selection.rulebooks}
+        self.processors = {book.name: RatingProcessor(book, partitions, wall_clock, projection)
+                           for book in selection.rulebooks}
         self.default = self.processors[selection.default.name]
         self.partition_of = self.default.partition_of
 

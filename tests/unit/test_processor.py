@@ -378,3 +378,11 @@ def test_a_warning_goes_out_once_and_its_clearing_once(processor):
     cleared = [w for p in range(PARTS) for w in processor.tick(p, parse_ts("2026-04-05T00:00:00Z")).warnings]
     [(_, record)] = cleared
     assert record["kind"] == "cleared" and record["stars"] == record["projected_stars"] == 0
+
+
+def test_with_the_projection_switched_off_forecasts_carry_null_and_no_warning_is_sent():
+    processor = RatingProcessor(load(), PARTS, projection=False)
+    feed(processor, four_buyers(day=4))
+    ticks = [processor.tick(p, parse_ts("2026-04-01T00:00:00Z")) for p in range(PARTS)]
+    assert processor.published["s1"]["projection"] is None and processor.published["s1"]["stars"] == 1
+    assert [w for eff in ticks for w in eff.warnings] == [] and processor.warned == {}
