@@ -22,9 +22,10 @@ from streams.core.timeutil import parse_ts
 
 
 def replay(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: int | None = None,
-           errors: IO[str] | None = None) -> list[dict]:
-    """Ratings for every seller in `lines`, sorted by seller; rejected lines are reported to
-    `errors`. `rulebook`: one for every seller, or a selection by seller group."""
+           errors: IO[str] | None = None, projection: bool = True) -> list[dict]:
+    """Ratings at `at` for every seller in `lines`, sorted by seller, each with its projection
+    as of `at` unless `projection` is False; rejected lines are reported to `errors`.
+    `rulebook`: one for every seller, or a selection by seller group."""
     selection = rulebook if isinstance(rulebook, RulebookSelection) else RulebookSelection(rulebook)
     rejected: list[tuple[int, Rejected]] = []
     events = []
@@ -43,6 +44,8 @@ def replay(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: in
         try:
             if horizon is not None and event.ts > horizon:
                 raise Rejected(FUTURE_TS, f"ts: {event.body['ts']} is more than a day after --at")
+            if at is not None and event.ts > at:
+                continue  # not yet at `at`: it changes no rating then, and the projection assumes none
             engines[selection.rulebook_for(event.seller_id).name].apply(event)
         except Rejected as exc:
             rejected.append((number, exc))
@@ -51,7 +54,8 @@ def replay(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: in
         errors.write(f"line {number}: {error.reason}: {error.message}\n")
     if at is None:
         return []
-    return sorted((r for engine in engines.values() for r in engine.ratings(at)), key=lambda r: r["seller_id"])
+    return sorted((r for engine in engines.values() for r in engine.ratings(at, projection=projection)),
+                  key=lambda r: r["seller_id"])
 
 
 def run(path: str, rulebook: AnyBook | RulebookSelection, at: str | None, out: IO[bytes]) -> int:

@@ -213,10 +213,18 @@ def wait_consumed(bootstrap: str, group: str, expected: dict[tuple[str, int], in
 
 
 def comparable(rating: dict) -> dict:
+    """Every field but when it was computed: `as_of`, and a monthly record's month and validity."""
     return {k: v for k, v in rating.items() if k not in ("as_of", "month", "valid_from", "valid_until")}
 
 
+def official(rating: dict) -> dict:
+    """What a monthly record and a rating at the month's last instant share: a monthly record
+    carries no projection (it is the month's end)."""
+    return {k: v for k, v in comparable(rating).items() if k != "projection"}
+
+
 def expected(events: list[dict], when: str) -> dict[str, dict]:
+    """`comparable` replay ratings at `when`, by seller (with their projections)."""
     lines = [orjson.dumps(e) for e in events]
     return {r["seller_id"]: comparable(r) for r in replay(lines, load(), parse_ts(when), io.StringIO())}
 

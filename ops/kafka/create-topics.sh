@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create starcast's topics before the workers start (docker-compose `kafka-init`).
 # Inputs and outputs: $PARTITIONS partitions each (co-partitioned: one seller, one partition
-# everywhere). star-forecasts and the state changelog are compacted: the latest value per key.
+# everywhere). star-forecasts, star-warnings (the warnings table's changelog) and the state
+# changelog are compacted: the latest value per key.
 # star-ratings-monthly is the official table's changelog but keeps every month: not compacted.
 set -euo pipefail
 TOPICS=/opt/kafka/bin/kafka-topics.sh
@@ -16,7 +17,7 @@ for topic in buyer-messages seller-replies spam-actions ta-orders penalties stor
              star-changes star-ratings-monthly starcast-dead-letters; do
   create "$topic"
 done
-for topic in star-forecasts starcast-state-changelog; do
+for topic in star-forecasts star-warnings starcast-state-changelog; do
   create "$topic" --config cleanup.policy=compact
 done
 "$TOPICS" --bootstrap-server "$BOOTSTRAP" --list

@@ -62,6 +62,20 @@ class Engine:
         """The seller's rating at `at`; incremental for a forward clock, exact for any `at`."""
         return self.model.rate(seller_id, self.state(seller_id), at)
 
-    def ratings(self, at: int, sellers: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        """Ratings at `at`, sorted by seller id."""
-        return [self.rating(s, at) for s in sorted(self.states if sellers is None else sellers)]
+    def projection(self, seller_id: str, as_of: int) -> dict[str, Any]:
+        """The seller's projection as of `as_of` (docs/spec.md §3.1)."""
+        return self.model.projection(seller_id, self.state(seller_id), as_of)
+
+    def actions(self, seller_id: str, rating: dict[str, Any], as_of: int) -> dict[str, Any]:
+        return self.model.actions(seller_id, self.state(seller_id), rating, as_of)
+
+    def rating_with_projection(self, seller_id: str, at: int) -> dict[str, Any]:
+        rating = self.rating(seller_id, at)
+        rating["projection"] = self.projection(seller_id, at)
+        return rating
+
+    def ratings(self, at: int, sellers: Iterable[str] | None = None,
+                projection: bool = False) -> list[dict[str, Any]]:
+        """Ratings at `at`, sorted by seller id (with their projections, if asked)."""
+        rate = self.rating_with_projection if projection else self.rating
+        return [rate(s, at) for s in sorted(self.states if sellers is None else sellers)]

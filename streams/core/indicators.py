@@ -3,10 +3,12 @@ in `measures.py`, rated in `rating.py`."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-from streams.core.measures import Aggregator
-from streams.core.rating import rate
+from streams.core.actions import actions
+from streams.core.measures import Aggregator, assemble
+from streams.core.projection import Levels, month_end, project
+from streams.core.rating import level_changes, levels, rate
 from streams.core.rulebook import Rulebook
 from streams.core.state import SellerState
 
@@ -28,3 +30,47 @@ class IndicatorModel:
         if state.aggregator is None:
             state.aggregator = Aggregator(state)
         return rate(seller_id, state.aggregator.measures(at), self.book)
+
+    def projection(self, seller_id: str, state: SellerState, as_of: int) -> dict[str, Any]:
+        """The seller's outlook to the month's end, rated where the stars may change
+        (docs/spec.md §3.1). The outlook is kept by the seller's aggregator between calls, so a
+        projection after a few events costs the changes ahead, not a walk of every buyer."""
+        end = month_end(as_of, self.book.time_zone)
+        aggregator = state.aggregator
+        if aggregator is None:
+            aggregator = state.aggregator = Aggregator(state)
+        if aggregator.at is None or as_of > aggregator.at or (as_of == aggregator.at and state.changed):
+            aggregator.measures(as_of)
+        elif as_of < aggregator.at:  # rated at a later instant before: an outlook from as_of afresh
+            pending = set(state.changed)  # the live aggregator's to consume
+            aggregator = Aggregator(state)
+            aggregator.measures(as_of)
+            state.changed |= pending
+        outlook = aggregator.attach_outlook(end)
+        if all(not versions or versions[-1][0] <= as_of
+               for versions in (state.profile, state.premium_ads, state.showcases)):
+            measures = assemble(state, aggregator.totals, as_of)
+            current = levels(measures, self.book)
+            steps = level_changes(measures, self.book, outlook.spans(as_of))
+        else:  # registers change ahead (only when rating the past): every instant, rated in full
+            current = levels(assemble(state, aggregator.totals, as_of), self.book)
+            steps = self._every_instant(state, aggregator.totals, outlook.after(as_of), as_of, end)
+        return project(current, steps, end)
+
+    def _every_instant(self, state: SellerState, totals: list[int], changes: Iterator[tuple[int, dict[int, int]]],
+                       as_of: int, end: int) -> Iterator[tuple[int, Levels]]:
+        running = list(totals)
+        ahead = dict(changes)
+        for versions in (state.profile, state.premium_ads, state.showcases):
+            for version in versions:
+                if as_of < version[0] <= end:
+                    ahead.setdefault(version[0], {})
+        for instant in sorted(ahead):
+            for position, amount in ahead[instant].items():
+                running[position] += amount
+            yield instant, levels(assemble(state, running, instant), self.book)
+
+    def actions(self, seller_id: str, state: SellerState, rating: dict[str, Any], as_of: int) -> dict[str, Any]:
+        """What would keep the seller's stars (actions.py)."""
+        return actions(state, rating, as_of)
+

@@ -15,9 +15,10 @@ two share the contribution functions, so they cannot disagree.
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, bisect_right, insort
 from operator import attrgetter
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from streams.core.lww import lww_at
 from streams.core.state import K_CONVERSATION, K_KWA, K_PENALTY, K_PERSON, K_PRODUCT, K_RFQ, SellerState
@@ -28,6 +29,10 @@ LIVE_TIERS = ("potential", "top", "super")
 POTENTIAL, TOP_SUPER, SUPER, VIDEO, RT_SUM, RT_COUNT, ANSWERED, RATE_TOTAL, ACTIVE, VISITORS, \
     CONVERTED, KWA, RFQ, RISK = range(14)
 WIDTH = 14
+FIELDS = ("potential_products", "top_super_products", "super_products", "video_products", "response_time_ms",
+          "response_count", "rate_answered", "rate_total", "active_buyers", "visitors", "converted_visitors",
+          "kwa_usd_micro", "rfq_quotations", "risk_points")
+"""The Measures field each position of a contribution vector adds to."""
 
 
 Contribution = tuple[dict[int, int] | None, int | None]  # (non-zero positions, next change)
@@ -235,7 +240,7 @@ def all_keys(state: SellerState) -> set[tuple[str, str]]:
             | {(K_KWA, k) for k in state.kwa} | {(K_RFQ, k) for k in state.rfq})
 
 
-def _assemble(state: SellerState, totals: list[int], at: int) -> Measures:
+def assemble(state: SellerState, totals: list[int] | tuple[int, ...], at: int) -> Measures:
     profile = lww_at(state.profile, at)
     ads = lww_at(state.premium_ads, at)
     showcases = lww_at(state.showcases, at)
@@ -270,7 +275,7 @@ def measure(state: SellerState, at: int) -> Measures:
         if part:
             for position, value in part.items():
                 totals[position] += value
-    return _assemble(state, totals, at)
+    return assemble(state, totals, at)
 
 
 class Aggregator:
@@ -281,7 +286,7 @@ class Aggregator:
     costs a handful of contribution calls, not 10,000.
     """
 
-    __slots__ = ("state", "at", "parts", "totals", "heap", "scheduled")
+    __slots__ = ("state", "at", "parts", "totals", "heap", "scheduled", "outlook")
 
     def __init__(self, state: SellerState):
         self.state = state
@@ -290,6 +295,7 @@ class Aggregator:
         self.totals = [0] * WIDTH
         self.heap: list[tuple[int, tuple[str, str]]] = []
         self.scheduled: dict[tuple[str, str], int] = {}
+        self.outlook: Outlook | None = None  # kept up to date by measures() once attached
 
     def measures(self, at: int) -> Measures:
         state = self.state
@@ -300,18 +306,43 @@ class Aggregator:
             state.changed.clear()
         else:
             keys, state.changed = state.changed, set()
+        outlook = self.outlook
+        if outlook is not None and at > outlook.horizon:
+            outlook = self.outlook = None  # a new month: attach() builds the next one
+        changed = list(keys) if outlook is not None else ()
         heap = self.heap
         while heap and heap[0][0] <= at:
             instant, key = heapq.heappop(heap)
             if self.scheduled.get(key) == instant:
                 del self.scheduled[key]
             keys.add(key)
+        following = {}
         for key in keys:
-            self._recompute(key, at)
+            following[key] = self._recompute(key, at)
         self.at = at
-        return _assemble(state, self.totals, at)
+        if outlook is not None:
+            # Only a key an event touched has a new future: a key whose scheduled instant
+            # merely passed goes on as its outlook already says.
+            for key in changed:
+                outlook.replace(key, future(state, key, self.parts.get(key), following[key], outlook.horizon))
+            outlook.prune(at)
+        return assemble(state, self.totals, at)
 
-    def _recompute(self, key: tuple[str, str], at: int) -> None:
+    def attach_outlook(self, horizon: int) -> Outlook:
+        """The outlook up to `horizon` from the cache's instant (built now, kept up to date by
+        every later `measures(at)` until `at` passes the horizon)."""
+        outlook = self.outlook
+        if outlook is None or outlook.horizon != horizon:
+            outlook = self.outlook = Outlook(horizon)
+            if self.at is not None:
+                outlook.pruned = self.at
+            state, parts = self.state, self.parts
+            for key, first in self.scheduled.items():
+                if first <= horizon:
+                    outlook.replace(key, future(state, key, parts.get(key), first, horizon))
+        return outlook
+
+    def _recompute(self, key: tuple[str, str], at: int) -> int | None:
         part, next_change = PARTS[key[0]](self.state, key[1], at)
         totals = self.totals
         old = self.parts.pop(key, None)
@@ -327,4 +358,204 @@ class Aggregator:
             if current is None or next_change < current:
                 heapq.heappush(self.heap, (next_change, key))
                 self.scheduled[key] = next_change
+        return next_change
 
+
+def future(state: SellerState, key: tuple[str, str], part: dict[int, int] | None, first: int | None,
+           horizon: int) -> list[tuple[int, dict[int, int]]]:
+    """How one contribution changes after now if no event arrives: (instant, change) pairs up
+    to `horizon`, from its part now and the first instant at which it may change."""
+    changes: list[tuple[int, dict[int, int]]] = []
+    compute = PARTS[key[0]]
+    instant = first
+    while instant is not None and instant <= horizon:
+        new, following = compute(state, key[1], instant)
+        if new != part and (new or part):
+            delta = dict(new) if new else {}
+            if part:
+                for position, value in part.items():
+                    left = delta.get(position, 0) - value
+                    if left:
+                        delta[position] = left
+                    else:
+                        delta.pop(position, None)
+            if delta:
+                changes.append((instant, delta))
+        part = new
+        if following is not None and following <= instant:
+            break  # defensive: a contribution's next change is always later
+        instant = following
+    return changes
+
+
+SPANS = (86_400_000, 3_600_000)
+"""Widths of the outlook's spans, coarse to fine (a day, an hour): see
+Outlook.spans."""
+
+SPAN_FROM = 128
+"""An outlook keeps span bounds once it has this many instants ahead (below, stepping through
+each instant is as cheap)."""
+
+
+SPAN_LEAST = 8
+"""A span with fewer changes than this is walked change by change."""
+
+
+class Outlook:
+    """A seller's totals from now to a horizon (the month's last instant) if no event arrives:
+    the summed change at each instant some contribution changes, kept per contribution too, so
+    an event replaces only its own contribution's future (`Aggregator.measures`).
+
+    Invariant: for every instant t in (the aggregator's instant, horizon], the aggregator's
+    totals plus the changes at instants up to t are the totals `measure(state, t)` gives with
+    the state as it is.
+
+    A long outlook (a seller with many buyers leaving the window this month) also keeps, per
+    day and per hour, the sums of the positive and of the negative changes in it: over that
+    span every running total stays between its value before the span plus the negative sum
+    and plus the positive sum, which lets a walk pass a whole span in which no star can move
+    (rating.level_changes)."""
+
+    __slots__ = ("horizon", "by_key", "changes", "instants", "pruned", "bounds")
+
+    def __init__(self, horizon: int) -> None:
+        self.horizon = horizon
+        self.by_key: dict[tuple[str, str], list[tuple[int, dict[int, int]]]] = {}
+        self.changes: dict[int, dict[int, int]] = {}  # instant -> summed change
+        self.instants: list[int] = []  # the keys of `changes`, ascending
+        self.pruned = -(1 << 62)  # instants at or before this are in the totals already
+        # per span width: span index -> (positive sums, negative sums), each {position: sum};
+        # span k of width w holds the instants in (k * w, (k + 1) * w]
+        self.bounds: tuple[dict[int, tuple[dict[int, int], dict[int, int]]], ...] | None = None
+
+    def replace(self, key: tuple[str, str], entries: list[tuple[int, dict[int, int]]]) -> None:
+        old = self.by_key.pop(key, None)
+        if old:
+            for instant, delta in old:
+                if instant > self.pruned:
+                    self._add(instant, delta, -1)
+        if entries:
+            self.by_key[key] = entries
+            for instant, delta in entries:
+                self._add(instant, delta, 1)
+
+    def _add(self, instant: int, delta: dict[int, int], sign: int) -> None:
+        summed = self.changes.get(instant)
+        if summed is None:
+            summed = self.changes[instant] = {}
+            insort(self.instants, instant)
+        for position, value in delta.items():
+            total = summed.get(position, 0) + sign * value
+            if total:
+                summed[position] = total
+            else:
+                del summed[position]
+        if not summed:
+            del self.changes[instant]
+            del self.instants[bisect_left(self.instants, instant)]
+        if self.bounds is not None:
+            for width, spans in zip(SPANS, self.bounds):
+                _bound(spans, (instant - 1) // width, delta, sign)
+
+    def prune(self, at: int) -> None:
+        """Forget the changes at or before `at` (the totals hold them now)."""
+        instants = self.instants
+        if instants and instants[0] <= at:
+            cut = bisect_right(instants, at)
+            for instant in instants[:cut]:
+                del self.changes[instant]
+            del instants[:cut]
+        self.pruned = max(self.pruned, at)
+        if self.bounds is not None:
+            for width, spans in zip(SPANS, self.bounds):
+                for index in [i for i in spans if (i + 1) * width <= at]:
+                    del spans[index]
+
+    def after(self, at: int) -> Iterator[tuple[int, dict[int, int]]]:
+        """The summed changes after `at`, in time order."""
+        changes = self.changes
+        for instant in self.instants[bisect_right(self.instants, at):]:
+            yield instant, changes[instant]
+
+    def spans(self, at: int) -> Iterator[tuple[int, dict[int, int]] | Span]:
+        """The changes after `at` in time order, as `after` gives them, except that whole days
+        or hours after `at` with changes in them may come as a `Span`: its caller either
+        passes it (`Span.net`: its summed change) or walks it (`Span.inside()`)."""
+        if len(self.instants) - bisect_right(self.instants, at) < SPAN_FROM:
+            yield from self.after(at)
+            return
+        if self.bounds is None:
+            self.bounds = tuple({} for _ in SPANS)
+            for key_entries in self.by_key.values():
+                for instant, delta in key_entries:
+                    if instant > self.pruned:
+                        for width, spans in zip(SPANS, self.bounds):
+                            _bound(spans, (instant - 1) // width, delta, 1)
+        yield from self.spans_within(0, at, self.horizon)
+
+    def spans_within(self, level: int, low: int, high: int) -> Iterator[tuple[int, dict[int, int]] | Span]:
+        """The changes in (low, high]."""
+        instants = self.instants
+        if level == len(SPANS):
+            changes = self.changes
+            for instant in instants[bisect_right(instants, low):bisect_right(instants, high)]:
+                yield instant, changes[instant]
+            return
+        width, bounds = SPANS[level], self.bounds[level]  # type: ignore[index]
+        index = low // width  # the span holding low + 1
+        while index * width < high:
+            start, stop = index * width, min((index + 1) * width, high)
+            if start < low or stop < (index + 1) * width:  # partly outside (low, high]
+                yield from self.spans_within(level + 1, max(start, low), stop)
+            else:
+                bound = bounds.get(index)
+                if bound is not None:
+                    first = bisect_right(instants, start)
+                    count = bisect_right(instants, stop, first) - first
+                    if count >= SPAN_LEAST:
+                        yield Span(self, level, start, stop, bound)
+                    elif count:  # a few changes: as cheap to look at one by one
+                        changes = self.changes
+                        for instant in instants[first:first + count]:
+                            yield instant, changes[instant]
+            index += 1
+
+
+@dataclass(slots=True)
+class Span:
+    """The changes of an outlook in (start, stop]: `positive`/`negative` bound every running
+    total inside it; `net` is their sum."""
+
+    outlook: Outlook
+    level: int
+    start: int
+    stop: int
+    bound: tuple[dict[int, int], dict[int, int]]
+
+    @property
+    def net(self) -> dict[int, int]:
+        positive, negative = self.bound
+        net = dict(positive)
+        for position, value in negative.items():
+            net[position] = net.get(position, 0) + value
+        return net
+
+    @property
+    def last(self) -> int:
+        """The last instant with a change in the span."""
+        instants = self.outlook.instants
+        return instants[bisect_right(instants, self.stop) - 1]
+
+    def inside(self) -> Iterator[tuple[int, dict[int, int]] | Span]:
+        return self.outlook.spans_within(self.level + 1, self.start, self.stop)
+
+
+def _bound(spans: dict[int, tuple[dict[int, int], dict[int, int]]], index: int, delta: dict[int, int],
+           sign: int) -> None:
+    bound = spans.get(index)
+    if bound is None:
+        bound = spans[index] = ({}, {})
+    positive, negative = bound
+    for position, value in delta.items():
+        side = positive if value > 0 else negative
+        side[position] = side.get(position, 0) + sign * value

@@ -106,3 +106,13 @@ class RatingModel(Protocol[State]):
         """The rating object of `state` at instant `at` (exact for any `at` the state still
         covers; incremental for a forward clock where the model can)."""
         ...
+
+    def projection(self, seller_id: str, state: State, as_of: int) -> dict[str, Any]:
+        """The month's official rating if no event arrives after `as_of`, and the instants
+        its stars would change (docs/spec.md §3.1)."""
+        ...
+
+    def actions(self, seller_id: str, state: State, rating: dict[str, Any], as_of: int) -> dict[str, Any]:
+        """What the seller can do now to keep its stars, where the state can tell:
+        `unanswered_conversations`, `to_keep` and `spend_leaving` (lists, possibly empty)."""
+        ...

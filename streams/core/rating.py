@@ -7,9 +7,11 @@ Pure functions of (Measures, Rulebook): the worker, `starcast replay` and the AP
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
-from streams.core.measures import Measures
+from streams.core.measures import (ACTIVE, ANSWERED, CONVERTED, FIELDS, KWA, POTENTIAL, RATE_TOTAL, RFQ, RISK,
+                                   RT_COUNT, RT_SUM, SUPER, TOP_SUPER, VIDEO, VISITORS, Measures, Span)
+from streams.core.projection import Levels
 from streams.core.rulebook import INDICATORS, Rulebook, Threshold
 from streams.core.timeutil import format_ts
 
@@ -18,8 +20,9 @@ def marketing_index(m: Measures, rb: Rulebook) -> int:
     """Points over W per the rulebook's marketing table, capped."""
     cfg = rb.marketing
     points = 0
-    for usd, award in rb.kwa_usd_points:  # ascending spend thresholds
-        if m.kwa_usd_micro >= usd * 1_000_000:
+    spend = m.kwa_usd_micro
+    for micro, award in rb.kwa_micro_points:  # the last threshold reached counts
+        if spend >= micro:
             points = award
     rate = m.response_rate
     if rate is not None and rate >= cfg["response_rate_min"]:
@@ -34,15 +37,39 @@ def marketing_index(m: Measures, rb: Rulebook) -> int:
     return min(points, cfg["cap"])
 
 
+_VALUES: dict[str, Callable[[Measures, Rulebook], Any]] = {
+    "potential_products": lambda m, rb: m.potential_products,
+    "top_super_products": lambda m, rb: m.top_super_products,
+    "response_time": lambda m, rb: m.response_time_hours,
+    "active_buyers": lambda m, rb: m.active_buyers,
+    "conversion_rate": lambda m, rb: m.conversion_rate,
+    "marketing_index": marketing_index,
+}
+"""Each indicator's value from the measures."""
+
+_STARS_FROM_VALUE = ("potential_products", "top_super_products", "active_buyers", "conversion_rate",
+                     "marketing_index")
+_FEEDS: dict[int, tuple[str, ...]] = {
+    POTENTIAL: ("potential_products",),
+    TOP_SUPER: ("top_super_products",),
+    SUPER: _STARS_FROM_VALUE,  # a table may ask for super products per star (Threshold.min_super)
+    VIDEO: ("marketing_index",),
+    RT_SUM: ("response_time",),
+    RT_COUNT: ("response_time",),
+    ANSWERED: ("marketing_index",),
+    RATE_TOTAL: ("marketing_index",),
+    ACTIVE: ("active_buyers",),
+    VISITORS: ("conversion_rate",),
+    CONVERTED: ("conversion_rate",),
+    KWA: ("marketing_index",),
+    RFQ: ("marketing_index",),
+    RISK: (),  # the risk, not an indicator
+}
+"""The indicators whose value or stars each position of the measures' totals can move."""
+
+
 def indicator_values(m: Measures, rb: Rulebook) -> dict[str, float | int | None]:
-    return {
-        "potential_products": m.potential_products,
-        "top_super_products": m.top_super_products,
-        "response_time": m.response_time_hours,
-        "active_buyers": m.active_buyers,
-        "conversion_rate": m.conversion_rate,
-        "marketing_index": marketing_index(m, rb),
-    }
+    return {name: value(m, rb) for name, value in _VALUES.items()}
 
 
 def _earned(name: str, value: Any, m: Measures, table: Threshold) -> int:
@@ -142,6 +169,167 @@ def rate(seller_id: str, m: Measures, rb: Rulebook) -> dict[str, Any]:
     rating["seller_id"] = seller_id
     rating["as_of"] = format_ts(m.at)
     return rating
+
+
+_LEVELS: dict[tuple, tuple[Rulebook, Levels]] = {}
+
+
+def levels(m: Measures, rb: Rulebook) -> Levels:
+    """What a projection compares at each instant, without the rest of the rating: the
+    stars, the risk, the stars if healthy, and each indicator's value and stars. Memoised on
+    the measures, as `rate` is; the result is shared: read it, never change it."""
+    key = (id(rb), m.key())
+    known = _LEVELS.get(key)
+    if known is None or known[0] is not rb:
+        if len(_LEVELS) >= _RATINGS_LIMIT:
+            _LEVELS.clear()
+        known = _LEVELS[key] = (rb, _levels(m, rb))
+    return known[1]
+
+
+def _levels(m: Measures, rb: Rulebook) -> Levels:
+    tables = rb.thresholds_for(m.region, m.category)
+    values = indicator_values(m, rb)
+    stars = {name: _earned(name, values[name], m, tables[name]) for name in INDICATORS}
+    apply_bonus(stars, int(values["marketing_index"] or 0), rb)
+    lowest = min(stars.values())
+    healthy = m.risk_points < rb.unhealthy_points
+    return (lowest if healthy else 0, "healthy" if healthy else "unhealthy", lowest,
+            {name: (values[name], stars[name]) for name in INDICATORS})
+
+
+def level_changes(m: Measures, rb: Rulebook, changes: Iterable[tuple[int, dict[int, int]] | Span]
+                  ) -> Iterator[tuple[int, Levels]]:
+    """The levels after successive changes of the totals (each `(instant, {position: change})`,
+    or a `Span` of them; the registers fixed): yielded at every instant at which an
+    indicator's stars, the marketing index (it decides the bonus) or the risk may have moved,
+    and at the last instant, so the last levels yielded are those after every change. `m` is
+    the measures before the first change; it is updated in place.
+
+    Only the indicators a change feeds are looked at, each against its own stars before the
+    change, so a long walk costs a threshold lookup per change, not a rating; and a span in
+    which no indicator can move (`_steady`) is passed whole."""
+    probes: dict[str, Callable[[Measures], Any]] = {}
+    before: dict[str, Any] = {}  # indicator -> its stars (the index: its value) before the change
+    unhealthy = rb.unhealthy_points
+    healthy = m.risk_points < unhealthy
+    instant = None
+    moved = False
+    pending = [iter(changes)]
+    while pending:
+        item = next(pending[-1], None)
+        if item is None:
+            pending.pop()
+            continue
+        if not probes:
+            tables = rb.thresholds_for(m.region, m.category)
+            probes = {name: _probe(name, rb, tables[name]) for name in INDICATORS}
+        if isinstance(item, Span):
+            positive, negative = item.bound
+            affected = _affected(tuple({**positive, **negative}))
+            for name in affected:
+                if name not in before:
+                    before[name] = probes[name](m)
+            if _steady(m, rb, probes, before, affected, positive, negative, healthy):
+                for position, amount in item.net.items():
+                    if amount:
+                        name = FIELDS[position]
+                        setattr(m, name, getattr(m, name) + amount)
+                instant, moved = item.last, False
+            else:
+                pending.append(item.inside())
+            continue
+        instant, change = item
+        affected = _affected(tuple(change))
+        for name in affected:
+            if name not in before:
+                before[name] = probes[name](m)
+        for position, amount in change.items():
+            name = FIELDS[position]
+            setattr(m, name, getattr(m, name) + amount)
+        moved = (m.risk_points < unhealthy) != healthy
+        for name in affected:
+            now = probes[name](m)
+            if now != before[name]:
+                before[name] = now
+                moved = True
+        if moved:
+            m.at = instant
+            healthy = m.risk_points < unhealthy
+            yield instant, levels(m, rb)
+    if instant is not None and not moved:
+        m.at = instant
+        yield instant, levels(m, rb)
+
+
+def _clone(m: Measures) -> Measures:
+    return Measures(m.at, m.region, m.category, m.potential_products, m.top_super_products, m.super_products,
+                    m.video_products, m.response_time_ms, m.response_count, m.rate_answered, m.rate_total,
+                    m.active_buyers, m.visitors, m.converted_visitors, m.kwa_usd_micro, m.rfq_quotations,
+                    m.premium_ads, m.showcases_open, m.risk_points)
+
+
+_MORE_IS_WORSE = frozenset((RT_SUM, RATE_TOTAL, VISITORS))
+_DENOMINATORS = frozenset((RT_COUNT, RATE_TOTAL, VISITORS))
+
+
+def _steady(m: Measures, rb: Rulebook, probes: dict[str, Callable[[Measures], Any]], before: dict[str, Any],
+            affected: tuple[str, ...], positive: dict[int, int], negative: dict[int, int], healthy: bool) -> bool:
+    """Whether no indicator's stars, nor the marketing index, nor the risk can differ from
+    `before` anywhere in a span whose running totals stay between `m` plus `negative` and `m`
+    plus `positive`, position by position.
+
+    Each indicator is monotone in every position it reads (more of a count, a numerator or a
+    product tier earns at least as much; more of a denominator or of response time, at most as
+    much), so its extremes over the span are at two corners: `low` (the worse end of every
+    position) and `high`. Where that does not hold the answer is no: a denominator that may
+    reach 0 (the value is then undefined or 0, not an extreme), super products moving (a
+    table may weigh them against the value), or spend points that are not ascending."""
+    low, high = _clone(m), _clone(m)
+    for position in {**positive, **negative}:
+        name = FIELDS[position]
+        value = getattr(m, name)
+        least, most = value + negative.get(position, 0), value + positive.get(position, 0)
+        if least == most:
+            continue
+        if position in _DENOMINATORS and least <= 0:
+            return False
+        if position == SUPER or position == KWA and not rb.kwa_monotone:
+            return False
+        if position == RISK:
+            if (least < rb.unhealthy_points) != healthy or (most < rb.unhealthy_points) != healthy:
+                return False
+            continue
+        worse, better = (most, least) if position in _MORE_IS_WORSE else (least, most)
+        setattr(low, name, worse)
+        setattr(high, name, better)
+    for name in affected:
+        level = before[name]
+        if probes[name](low) != level or probes[name](high) != level:
+            return False
+    return True
+
+
+_AFFECTED: dict[tuple[int, ...], tuple[str, ...]] = {}
+
+
+def _affected(positions: tuple[int, ...]) -> tuple[str, ...]:
+    """The indicators changes at these positions can move (memoised: a few tuples recur)."""
+    names = _AFFECTED.get(positions)
+    if names is None:
+        if len(_AFFECTED) >= 10_000:
+            _AFFECTED.clear()
+        names = _AFFECTED[positions] = tuple(dict.fromkeys(n for p in positions for n in _FEEDS[p]))
+    return names
+
+
+def _probe(name: str, rb: Rulebook, table: Threshold) -> Callable[[Measures], Any]:
+    """What decides an indicator's part in the levels, from the measures: its stars; for the
+    marketing index, its value (the bonus depends on it too)."""
+    if name == "marketing_index":
+        return lambda m: marketing_index(m, rb)
+    value = _VALUES[name]
+    return lambda m: _earned(name, value(m, rb), m, table)
 
 
 def _rate(m: Measures, rb: Rulebook) -> dict[str, Any]:

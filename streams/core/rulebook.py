@@ -14,9 +14,11 @@ Format, in short (see `global-2023.toml` and docs/rulebooks.md):
 
 from __future__ import annotations
 
+import math
 import tomllib
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from functools import cached_property
 from decimal import Decimal
 from typing import Any
 from importlib import resources
@@ -112,6 +114,18 @@ class Rulebook:
     valid_through_day: int | None = None  # privileges end with this day of the next month (None: at
     # the next publication); score rulebooks set it (cn-2020: the 4th), see scoring.ScoreBook
     _resolved: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def kwa_micro_points(self) -> tuple[tuple[int, int], ...]:
+        """`kwa_usd_points` in micro-USD: spend (an integer of micro-USD) reaches a threshold
+        exactly when it reaches the threshold rounded up to a whole micro-USD."""
+        return tuple((math.ceil(usd * 1_000_000), points) for usd, points in self.kwa_usd_points)
+
+    @cached_property
+    def kwa_monotone(self) -> bool:
+        """Whether more spend never earns fewer points (ascending thresholds and points)."""
+        points = self.kwa_micro_points
+        return all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(points, points[1:]))
 
     @property
     def retention_ms(self) -> int:

@@ -29,6 +29,7 @@ from streams.core.keys import SUMMARY
 from streams.core.lww import lww_add, lww_at
 from streams.core.model import PRUNE_EVERY_MS
 from streams.core.money import usd_micro
+from streams.core.projection import Levels, levels_of, month_end, project
 from streams.core.timeutil import DAY, HOUR, format_ts, parse_ts
 from streams.core.tomlcheck import RulebookError, require
 
@@ -532,3 +533,21 @@ class ScoreModel:
 
     def rate(self, seller_id: str, state: ScoreState, at: int) -> dict[str, Any]:
         return rate(seller_id, state, at)
+
+    def projection(self, seller_id: str, state: ScoreState, as_of: int) -> dict[str, Any]:
+        """Walks the instants at which a fact leaves a sub-item's window (docs/spec.md §3.1)."""
+        end = month_end(as_of, self.book.time_zone)
+
+        def steps() -> Iterator[tuple[int, Levels]]:
+            instant: int | None = as_of
+            while True:
+                instant = state.next_change(instant)
+                if instant is None or instant > end:
+                    return
+                yield instant, levels_of(rate(seller_id, state, instant))
+
+        return project(levels_of(rate(seller_id, state, as_of)), steps(), end)
+
+    def actions(self, seller_id: str, state: ScoreState, rating: dict[str, Any], as_of: int) -> dict[str, Any]:
+        """Score models: the state does not tell which action keeps a capability's score."""
+        return {"unanswered_conversations": [], "to_keep": [], "spend_leaving": []}

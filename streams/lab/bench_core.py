@@ -34,6 +34,12 @@ def _timed(label: str, n: int, fn) -> dict:
     return {"stage": label, "events": n, "seconds": round(elapsed, 3), "events_per_s": round(n / elapsed)}
 
 
+def _distribution(values: list[int]) -> dict:
+    ordered = sorted(values) or [0]
+    pick = lambda q: ordered[min(int(len(ordered) * q), len(ordered) - 1)]  # noqa: E731
+    return {"count": len(values), "median": pick(0.5), "p90": pick(0.9), "p99": pick(0.99), "max": ordered[-1]}
+
+
 def run_core_bench(n_events: int, n_sellers: int, seed: int, as_json: bool) -> int:
     tune_gc()
     rulebook = load("global-2023")
@@ -81,6 +87,26 @@ def run_core_bench(n_events: int, n_sellers: int, seed: int, as_json: bool) -> i
 
     results.append(_timed(f"validate+state+rate (once per seller per {BATCH} events)", n, coalesced))
 
+    timelines: list[int] = []
+
+    def with_projection():
+        """As the worker does: a projection per seller re-rated after its state changed."""
+        engine = Engine(rulebook)
+        clock = 0
+        for i in range(0, n, BATCH):
+            touched = set()
+            for r in raw[i : i + BATCH]:
+                event = engine.ingest(r)
+                touched.add(event.seller_id)
+                clock = max(clock, event.ts)
+            engine.advance(clock)
+            for seller in touched:
+                engine.rating(seller, clock)
+                timelines.append(len(engine.projection(seller, clock)["timeline"]))
+
+    results.append(_timed(f"validate+state+rate+projection (once per seller per {BATCH} events)", n,
+                          with_projection))
+
     engine = final["engine"]
     sizes = sorted(len(s.to_bytes()) for s in engine.states.values())
     people = sum(len(s.people) for s in engine.states.values())
@@ -92,6 +118,8 @@ def run_core_bench(n_events: int, n_sellers: int, seed: int, as_json: bool) -> i
         "state_bytes_per_seller": {"median": sizes[len(sizes) // 2], "p99": sizes[int(len(sizes) * 0.99)],
                                    "max": sizes[-1], "total": sum(sizes)},
         "state_bytes_per_person": round(sum(sizes) / max(people, 1), 1),
+        "projection_us_per_event": round((results[-1]["seconds"] - results[-2]["seconds"]) / n * 1e6, 2),
+        "timeline_length": _distribution(timelines),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "python": sys.version.split()[0],
     }
@@ -102,6 +130,9 @@ def run_core_bench(n_events: int, n_sellers: int, seed: int, as_json: bool) -> i
     print("mix: " + ", ".join(f"{k} {v:,}" for k, v in report["mix"].items()))
     for r in results:
         print(f"  {r['stage']:<55} {r['events_per_s']:>10,} events/s  ({r['seconds']} s)")
+    t = report["timeline_length"]
+    print(f"projection: +{report['projection_us_per_event']} µs an event; timeline entries per projection: "
+          f"median {t['median']}, p90 {t['p90']}, p99 {t['p99']}, max {t['max']} ({t['count']:,} projections)")
     s = report["state_bytes_per_seller"]
     print(f"state per seller (orjson): median {s['median']:,} B, p99 {s['p99']:,} B, max {s['max']:,} B; "
           f"{report['state_bytes_per_person']} B per person tracked")

@@ -4,7 +4,8 @@ One run, one pre-produced input (a simulated month, Zipf-skewed sellers), each c
 own process and consumer group reading all of it:
   (a) floor — a Faust agent that only decodes;
   (b) naive — per event: table read, update, table write, send;
-  (c) the starcast worker, alone and then two of them in one group.
+  (c) the starcast worker, alone (with and without the projection, STARCAST_PROJECTION=0),
+      then two of them in one group.
 Events/s is measured from the first to the last event each one handled (start-up and group join
 excluded). Then: time for a fresh worker (empty data directory) to restore the tables from the
 changelogs; and produce→forecast latency percentiles of that worker under a fixed offered load
@@ -175,7 +176,13 @@ def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, 
         report["starcast"] = measure_workers(broker, workdir, ["starcast"], n_events, timeout)
         report["ratio_starcast_to_floor"] = round(
             report["starcast"]["events_per_s"] / report["floor"]["events_per_s"], 3)
-        # Beside it, the same worker on Faust's own fetch loop (STARCAST_FAST_FETCH=0; README).
+        # Beside it, the same worker without the projection (STARCAST_PROJECTION=0): its cost.
+        report["starcast_no_projection"] = measure_workers(broker, workdir, ["no-projection"], n_events, timeout,
+                                                           app_id="starcast-no-projection",
+                                                           env={"STARCAST_PROJECTION": "0"})
+        report["ratio_no_projection_to_floor"] = round(report["starcast_no_projection"]["events_per_s"]
+                                                       / report["floor"]["events_per_s"], 3)
+        # And the same worker on Faust's own fetch loop (STARCAST_FAST_FETCH=0; README).
         report["starcast_faust_fetch"] = measure_workers(broker, workdir, ["faust-fetch"], n_events, timeout,
                                                          app_id="starcast-faust-fetch",
                                                          env={"STARCAST_FAST_FETCH": "0"})
@@ -215,11 +222,13 @@ def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, 
         return 0
     print(f"starcast service bench: {n_events:,} events, {n_sellers:,} sellers, {PARTITIONS} partitions, "
           f"embedded broker, one process each")
-    for name in ("floor", "naive", "starcast", "starcast_faust_fetch", "starcast_two_workers"):
+    for name in ("floor", "naive", "starcast", "starcast_no_projection", "starcast_faust_fetch",
+                 "starcast_two_workers"):
         r = report[name]
-        print(f"  {name:<20} {r['events_per_s']:>8,} events/s   peak RSS {r['peak_rss_mib']} MiB (per process)")
+        print(f"  {name:<22} {r['events_per_s']:>8,} events/s   peak RSS {r['peak_rss_mib']} MiB (per process)")
     print(f"  starcast / floor = {report['ratio_starcast_to_floor']} (on Faust's fetch loop, STARCAST_FAST_FETCH=0: "
-          f"{report['ratio_faust_fetch_to_floor']}); two workers / one = {report['scaling_two_to_one']}")
+          f"{report['ratio_faust_fetch_to_floor']}; without the projection, STARCAST_PROJECTION=0: "
+          f"{report['ratio_no_projection_to_floor']}); two workers / one = {report['scaling_two_to_one']}")
     st = report["state"]
     print(f"  state table per seller (key + value bytes, latest per key): median {st['median_bytes']:,} B, "
           f"p99 {st['p99_bytes']:,} B; {st['total_bytes']:,} B for {st['people']:,} buyers/visitors tracked = "

@@ -59,8 +59,8 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     selection = load_groups(s.rulebook_groups, default=s.rulebook) if s.rulebook_groups else None
     rulebook = selection.default if selection else load(s.rulebook)
     processor: RatingProcessor | GroupedProcessor = (
-        GroupedProcessor(selection, s.partitions, wall) if selection and selection.groups
-        else RatingProcessor(rulebook, s.partitions, wall))
+        GroupedProcessor(selection, s.partitions, wall, s.projection) if selection and selection.groups
+        else RatingProcessor(rulebook, s.partitions, wall, s.projection))
     metrics = Metrics()
     input_names = sorted(set(s.input_topics.values()))
     # With the own fetch loop the agent's records skip Faust's stream (kafka/intake.py).
@@ -94,13 +94,16 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     forecasts = table("forecasts", changelog_topic=topic("star-forecasts", compacting=True))
     # Not compacted: every month of a seller stays.
     official = table("official", changelog_topic=topic("star-ratings-monthly"))
+    # star-warnings is this table's changelog: a warning is sent exactly when it is saved, so a
+    # restarted worker knows what it last said and repeats nothing unchanged.
+    warnings = table("warnings", changelog_topic=topic("star-warnings", compacting=True))
     outbox = kafka.Outbox(lambda: kafka.aiokafka_producer(app))
     batch_lock = asyncio.Lock()  # held by the agent while it handles a batch
     started = asyncio.Event()  # /healthz answers 503 until the topics and routing metadata are ready
     positions = InputPositions(lambda tp: kafka.first_offset(app.consumer, tp))
     handled_upto = lambda tp: positions.handled_upto(tp, kafka.committed_offset(app.consumer, tp))  # noqa: E731
     hold = FreezeHold(input_names, lambda name, partition: TP(s.topic(name), partition), handled_upto)
-    publisher = Publisher(s, processor, metrics, outbox, state_table, forecasts, official)
+    publisher = Publisher(s, processor, metrics, outbox, state_table, forecasts, official, warnings)
     upkeep = Upkeep(app, processor, metrics, positions, hold, input_topics, ticks)
     first_handled: list[float] = []  # Kafka timestamps of this batch's records handled the first time
 
@@ -123,7 +126,8 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
         async with batch_lock:
             in_flight = await outbox.settled()
             positions.clear()  # stream positions go back to the committed offsets
-            restored = processor.restore(state_table.items(), forecasts.items(), official.items())
+            restored = processor.restore(state_table.items(), forecasts.items(), official.items(),
+                                         warnings.items())
         if in_flight:
             log.info("starcast: waited for %d changelog batches before rebuilding", in_flight)
         metrics.restored.set(restored)
@@ -131,6 +135,7 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
         if months:  # a restarted worker still knows its latest freeze (the FreezeLate alert)
             metrics.froze(max(months))
         metrics.star_levels(processor.published)
+        metrics.at_risk(processor.warned)
         log.info("starcast: rebuilt %d sellers from the state table", restored)
 
     def settle_freeze(partition: int) -> None:

@@ -42,14 +42,27 @@ class Metrics:
                                 "watermark minus the next offset to handle)", registry=r)
         self.restored = Gauge("starcast_restored_sellers", "Sellers rebuilt at the last table recovery",
                               registry=r)
+        self.sellers_at_risk = Gauge("starcast_sellers_at_risk",
+                                     "Sellers whose projected stars for the month are below their forecast "
+                                     "(a star-warnings warning not cleared; this worker)", registry=r)
+        self.star_warnings = Counter("starcast_star_warnings_total", "star-warnings records by kind",
+                                     ["kind"], registry=r)
+        self.projection_errors = Counter("starcast_projection_errors_total",
+                                         "Projections that failed (the forecast went out with projection null), "
+                                         "by exception type", ["error"], registry=r)
         for level in range(6):
             self.sellers.labels(stars=str(level)).set(0)
         for direction in ("up", "down"):  # exported from the start, so rate()/increase() see the first change
             self.star_changes.labels(direction=direction)
+        for kind in ("warning", "cleared"):
+            self.star_warnings.labels(kind=kind)
 
     def froze(self, month: str) -> None:
         """The latest month frozen ("YYYY-MM"), as the YYYYMM gauge the FreezeLate alert reads."""
         self.freeze_month.set(int(month.replace("-", "")))
+
+    def at_risk(self, warned: Mapping[str, dict]) -> None:
+        self.sellers_at_risk.set(sum(1 for record in warned.values() if record["kind"] == "warning"))
 
     def star_levels(self, published: Mapping[str, dict]) -> None:
         counts = [0] * 6

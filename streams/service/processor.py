@@ -18,6 +18,7 @@ and it changes no rating, since every rating is a function of the state and the 
 from __future__ import annotations
 
 import heapq
+import logging
 from collections import ChainMap
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
@@ -31,9 +32,12 @@ from streams.core.engine import Engine
 from streams.core.groups import RulebookSelection
 from streams.core.keys import SUMMARY, seller_of_key, split_state_key, state_key
 from streams.core.model import Book, SellerFacts
+from streams.core.projection import first_drop, month_end
 from streams.core.rulebook import AnyBook
 
-from streams.core.timeutil import format_ts, month_start, next_local_midnight
+from streams.core.timeutil import format_ts, month_start, next_local_midnight, parse_ts
+
+log = logging.getLogger("starcast")
 
 
 
@@ -99,6 +103,8 @@ class Effects:
     forward: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # (topic, key, raw): re-keyed
     outcomes: list[tuple[str, str]] = field(default_factory=list)  # (event type, applied|ignored|rejected|rekeyed)
     event_ts: list[int] = field(default_factory=list)
+    warnings: list[tuple[str, dict]] = field(default_factory=list)  # star-warnings records
+    projection_errors: list[str] = field(default_factory=list)  # exception type names
 
 
 Lagging = Callable[[], Collection[str]] | None  # asked only when a freeze is due
@@ -117,8 +123,10 @@ def _same_but_as_of(old: dict, new: dict) -> bool:
 
 
 class RatingProcessor:
-    def __init__(self, rulebook: AnyBook, partitions: int, wall_clock: Callable[[], int] | None = None):
+    def __init__(self, rulebook: AnyBook, partitions: int, wall_clock: Callable[[], int] | None = None,
+                 projection: bool = True):
         self.rulebook = rulebook
+        self.projecting = projection  # False: forecasts carry `projection: null`, no star-warnings
         self.partitions = partitions
         self.wall_clock = wall_clock  # when set, the clock never lags the wall clock
         self.engines: dict[int, Engine] = {}
@@ -134,6 +142,11 @@ class RatingProcessor:
         self._next_freeze: dict[int, int] = {}  # partition -> clock at which the next freeze is due
         self._earliest: dict[int, int] = {}  # partition -> earliest event ts applied (or restored)
         self._day_end: dict[int, int] = {}  # partition -> next local midnight after its clock
+        # seller -> (month end, timeline instants, projection) as last computed; valid while
+        # the seller's state is unchanged (then only the timeline's passed entries drop out).
+        self._projections: dict[str, tuple[int, list[int], dict]] = {}
+        self._stale: set[str] = set()  # sellers whose state changed since their projection
+        self.warned: dict[str, dict] = {}  # seller -> last star-warnings record
 
     # ---- entry points ----------------------------------------------------------------------
     def engine(self, partition: int) -> Engine:
@@ -217,6 +230,7 @@ class RatingProcessor:
         else:
             effects.outcomes.append((event.type, "applied" if applied else "ignored"))
             touched.add(event.seller_id)
+            self._stale.add(event.seller_id)
 
     # ---- clock, day roll, monthly freeze ---------------------------------------------------
     def _advance(self, partition: int, ts: int, touched: set[str]) -> None:
@@ -233,6 +247,8 @@ class RatingProcessor:
         if new >= day_end:  # one date computation per partition and day, not per event
             self._day_end[partition] = next_local_midnight(new, tz)
             self._roll_day(partition, new, touched)
+            if old is not None and month_start(new, tz) != month_start(old, tz):
+                touched.update(engine.states)  # every projection now ends with the new month
 
     def _roll_day(self, partition: int, clock: int, touched: set[str]) -> None:
         """Mark for re-rating the sellers whose windows changed since they were last rated."""
@@ -351,12 +367,14 @@ class RatingProcessor:
         clock = engine.clock
         assert clock is not None  # a touched seller's partition has seen an event or a tick
         rating = engine.rating(seller, clock)
+        rating["projection"] = self._projection(engine, seller, clock, effects)
         last = self.published.get(seller)
         if last is None or not _same_but_as_of(last, rating):
             self.published[seller] = rating
             effects.forecasts.append((seller, rating))
             if last is not None and last["stars"] != rating["stars"]:
                 effects.changes.append((seller, self._change(seller, last, rating)))
+        self._warn(engine, seller, rating, clock, effects)
         state = engine.states[seller]
         self._collect_writes(state, effects)
         when = state.next_change()
@@ -367,6 +385,59 @@ class RatingProcessor:
             if queued is None or when < queued:
                 self._queued[seller] = when
                 heapq.heappush(self._due.setdefault(partition, []), (when, seller))
+
+    def _projection(self, engine: Engine, seller: str, clock: int, effects: Effects) -> dict | None:
+        """The seller's projection as of `clock` (docs/spec.md §3.1): computed again only when
+        its state changed or a month began; otherwise the last one without the timeline entries
+        that have passed. Never fails a batch: an error gives None, counted and logged without
+        any id."""
+        if not self.projecting:
+            return None
+        try:
+            end = month_end(clock, self.rulebook.time_zone)
+            cached = self._projections.get(seller)
+            if cached is None or cached[0] != end or seller in self._stale:
+                projection = engine.projection(seller, clock)
+                instants = [parse_ts(entry["at"]) for entry in projection["timeline"]]
+                self._projections[seller] = (end, instants, projection)
+                self._stale.discard(seller)
+                return projection
+            _, instants, projection = cached
+            if instants and instants[0] <= clock:
+                keep = [i for i, instant in enumerate(instants) if instant > clock]
+                projection = {**projection, "timeline": [projection["timeline"][i] for i in keep]}
+                self._projections[seller] = (end, [instants[i] for i in keep], projection)
+            return projection
+        except Exception as exc:  # noqa: BLE001 - a projection must never fail a batch
+            self._projections.pop(seller, None)
+            effects.projection_errors.append(type(exc).__name__)
+            log.warning("starcast: a projection failed (%s); the forecast goes out with projection null",
+                        type(exc).__name__)
+            return None
+
+    def _warn(self, engine: Engine, seller: str, rating: dict, clock: int, effects: Effects) -> None:
+        """A star-warnings record when the projected stars fall below the forecast's, and a
+        `cleared` one when that stops; nothing while the warning is unchanged."""
+        projection = rating.get("projection")
+        if projection is None:
+            return
+        last = self.warned.get(seller)
+        record: dict
+        if projection["stars"] < rating["stars"]:
+            drop = first_drop(rating) or {}
+            record = {"seller_id": seller, "as_of": rating["as_of"], "kind": "warning", "stars": rating["stars"],
+                      "projected_stars": projection["stars"], "projected_at": projection["at"],
+                      "first_drop": {key: drop.get(key) for key in ("at", "stars", "indicators")}}
+            if last is not None and last["kind"] == "warning" and _warning_key(last) == _warning_key(record):
+                return
+            record["actions"] = engine.actions(seller, rating, clock)
+        elif last is not None and last["kind"] == "warning":
+            record = {"seller_id": seller, "as_of": rating["as_of"], "kind": "cleared", "stars": rating["stars"],
+                      "projected_stars": projection["stars"], "projected_at": projection["at"]}
+        else:
+            return
+        self.warned[seller] = record
+        effects.warnings.append((seller, record))
 
     def _change(self, seller: str, old: dict, new: dict) -> dict:
         moved = [name for name, ind in new["indicators"].items()
@@ -399,9 +470,11 @@ class RatingProcessor:
 
     # ---- recovery ---------------------------------------------------------------------------
     def restore(self, state_items: Iterable[tuple[bytes, bytes]], forecasts: Iterable[tuple[bytes, bytes]],
-                official: Iterable[tuple[bytes, bytes]]) -> int:
+                official: Iterable[tuple[bytes, bytes]], warnings: Iterable[tuple[bytes, bytes]] = ()) -> int:
         """Rebuild memory from the tables after a (re)assignment; returns sellers restored."""
         self.engines.clear()
+        self._projections.clear()
+        self._stale.clear()
         self._due.clear()
         self._queued.clear()
         self._frozen_through.clear()
@@ -425,6 +498,7 @@ class RatingProcessor:
                 self._earliest[partition] = state.first_seen
         self.published = {bytes(k).decode(): orjson.loads(v) for k, v in forecasts}
         self.official = {bytes(k).decode(): orjson.loads(v) for k, v in official}
+        self.warned = {bytes(k).decode(): orjson.loads(v) for k, v in warnings}
         for partition, engine in self.engines.items():  # the state's record outranks the table
             for seller, state in engine.states.items():
                 record = state.official
@@ -446,6 +520,11 @@ class RatingProcessor:
         return {p: e.clock for p, e in self.engines.items() if e.clock is not None}
 
 
+def _warning_key(record: dict) -> tuple:
+    """What makes a warning the same warning: the stars, the projection and the first drop."""
+    return record["stars"], record["projected_stars"], record["projected_at"], record["first_drop"]
+
+
 def _month_label(at: int, rb: Book) -> str:
     local = datetime.fromtimestamp(at / 1000, tz=rb.time_zone)
     return f"{local.year:04d}-{local.month:02d}"
@@ -461,9 +540,11 @@ class GroupedProcessor:
     decode per message; a message without one goes to the default rulebook's processor, which
     dead-letters it. Not used at all when the deployment has no seller groups."""
 
-    def __init__(self, selection: RulebookSelection, partitions: int, wall_clock: Callable[[], int] | None = None):
+    def __init__(self, selection: RulebookSelection, partitions: int, wall_clock: Callable[[], int] | None = None,
+                 projection: bool = True):
         self.selection = selection
-        self.processors = {book.name: RatingProcessor(book, partitions, wall_clock) for book in selection.rulebooks}
+        self.processors = {book.name: RatingProcessor(book, partitions, wall_clock, projection)
+                           for book in selection.rulebooks}
         self.default = self.processors[selection.default.name]
         self.partition_of = self.default.partition_of
 
@@ -499,12 +580,13 @@ class GroupedProcessor:
                       for p in self.processors.values()).get(partition, Effects())
 
     def restore(self, state_items: Iterable[tuple[bytes, bytes]], forecasts: Iterable[tuple[bytes, bytes]],
-                official: Iterable[tuple[bytes, bytes]]) -> int:
-        parts: dict[RatingProcessor, tuple[list, list, list]] = {p: ([], [], []) for p in self.processors.values()}
+                official: Iterable[tuple[bytes, bytes]], warnings: Iterable[tuple[bytes, bytes]] = ()) -> int:
+        parts: dict[RatingProcessor, tuple[list, list, list, list]] = {
+            p: ([], [], [], []) for p in self.processors.values()}
         for raw_key, data in state_items:
             seller = seller_of_key(raw_key).decode()
             parts[self.processor_for(seller)][0].append((raw_key, data))
-        for index, table in ((1, forecasts), (2, official)):
+        for index, table in ((1, forecasts), (2, official), (3, warnings)):
             for raw_key, data in table:
                 parts[self.processor_for(bytes(raw_key).decode())][index].append((raw_key, data))
         return sum(processor.restore(*items) for processor, items in parts.items())
@@ -523,6 +605,10 @@ class GroupedProcessor:
     @property
     def official(self) -> ChainMap:
         return ChainMap(*(p.official for p in self.processors.values()))
+
+    @property
+    def warned(self) -> ChainMap:
+        return ChainMap(*(p.warned for p in self.processors.values()))
 
 
 def _merge(results: Iterable[dict[int, Effects]]) -> dict[int, Effects]:

@@ -19,9 +19,9 @@ class Publisher:
     """Stages a partition's effects in the outbox (sent by the caller's flush) and counts them."""
 
     def __init__(self, s: Settings, processor: Any, metrics: Metrics, outbox: Outbox, state: faust.Table,
-                 forecasts: faust.Table, official: faust.Table) -> None:
+                 forecasts: faust.Table, official: faust.Table, warnings: faust.Table) -> None:
         self.processor, self.metrics, self.outbox = processor, metrics, outbox
-        self.state, self.forecasts, self.official = state, forecasts, official
+        self.state, self.forecasts, self.official, self.warnings = state, forecasts, official, warnings
         self.changes, self.dead_letters = s.topic("star-changes"), s.topic("starcast-dead-letters")
         self.topic = s.topic
 
@@ -38,6 +38,11 @@ class Publisher:
             outbox.put(self.official, partition, seller.encode(), orjson.dumps(record))  # = star-ratings-monthly
             metrics.frozen.inc()
             metrics.froze(record["month"])
+        for seller, record in effects.warnings:  # star-warnings is this table's changelog
+            outbox.put(self.warnings, partition, seller.encode(), orjson.dumps(record))
+            metrics.star_warnings.labels(kind=record["kind"]).inc()
+        for error in effects.projection_errors:
+            metrics.projection_errors.labels(error=_error_label(error)).inc()
         for dead in effects.dead_letters:  # kept in the partition they came from
             headers = [("starcast-origin-topic", dead.topic.encode()),
                        ("starcast-origin-partition", str(dead.partition).encode()),
@@ -55,3 +60,9 @@ class Publisher:
         now = time.time()
         for ts in effects.event_ts:
             metrics.lag.observe(max(now - ts / 1000, 0))
+
+
+def _error_label(name: str) -> str:
+    """A bounded label value for an exception type (names outside a known set are "other")."""
+    return name if name in ("KeyError", "ValueError", "TypeError", "IndexError", "ZeroDivisionError",
+                            "AssertionError", "AttributeError", "OverflowError", "RecursionError") else "other"

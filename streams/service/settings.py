@@ -149,6 +149,10 @@ class Settings:
     api_token: str = field(default="", repr=False, metadata=spec(
         "STARCAST_API_TOKEN", "When set, the seller endpoints require `Authorization: Bearer <token>`.",
         "HTTP API", secret=True))
+    projection: bool = field(default=True, metadata=spec(
+        "STARCAST_PROJECTION", "Compute each forecast's projection and send star-warnings; 0 publishes "
+        "`projection: null` and no warnings, for about twice the throughput when a month's facts are "
+        "leaving the window (docs/performance.md).", "Performance", _boolean, "1 or 0"))
     batch_max: int = field(default=1000, metadata=spec(
         "STARCAST_BATCH_MAX", "Messages handled as one batch (one rating and one write per seller).",
         "Performance", _integer(1), "an integer >= 1"))

@@ -75,6 +75,7 @@ class Upkeep:
         """Gauges read from the processor and the consumer (on a timer and on every scrape)."""
         metrics, processor = self.metrics, self.processor
         metrics.star_levels(processor.published)
+        metrics.at_risk(processor.warned)
         for partition, clock in processor.clocks().items():
             metrics.clock.labels(partition=str(partition)).set(clock / 1000)
         consumer = self.app.consumer

@@ -165,7 +165,7 @@ def test_stream_equals_replay_with_expiry_drops_dead_letters_and_one_freeze(brok
         for record in frozen:
             assert record["month"] == "2026-03" and record["valid_from"] == "2026-04-05T10:00:00Z"
             assert record["valid_until"] == "2026-05-05T09:59:59.999Z"
-            assert without_as_of(record) == without_as_of(march[record["seller_id"]])
+            assert testing.official(record) == testing.official(march[record["seller_id"]])
 
         dead = read_topic(broker, prefix + "starcast-dead-letters")
         reasons = sorted(dict(m.headers)["starcast-reason"].decode() for m in dead)
@@ -227,7 +227,7 @@ def test_kill_and_restart_restores_state_and_never_repeats_a_freeze(broker, tmp_
         frozen = read_topic(broker, prefix + "star-ratings-monthly")
         assert sorted(m.key.decode() for m in frozen) == sorted(month)  # once each, across two kills
         for m in frozen:
-            assert without_as_of(orjson.loads(m.value)) == without_as_of(month[m.key.decode()])
+            assert testing.official(orjson.loads(m.value)) == testing.official(month[m.key.decode()])
     finally:
         worker.stop()
 
@@ -262,8 +262,53 @@ def test_a_monthly_record_sent_before_a_crash_is_not_sent_again(broker, tmp_path
         frozen = read_topic(broker, prefix + "star-ratings-monthly")
         assert sorted(m.key.decode() for m in frozen) == sorted(month)
         for m in frozen:
-            assert without_as_of(orjson.loads(m.value)) == without_as_of(month[m.key.decode()])
+            assert testing.official(orjson.loads(m.value)) == testing.official(month[m.key.decode()])
         status, body = worker.get("/sellers/fading/official")
         assert status == 200 and body == sent
+    finally:
+        worker.stop()
+
+
+def fading_only() -> list[dict]:
+    return [e for e in scripted_month() if e["seller_id"] == "fading"]
+
+
+def test_projection_in_forecasts_and_api_and_a_warning_then_its_clearing(broker, tmp_path):
+    """The fading seller's March facts leave the window on April 1: as of the first instant of
+    April its projection drops, so a warning goes out (once, however often it is re-rated
+    unchanged), and once the drop has happened, a cleared record."""
+    prefix = f"it{next(_prefixes)}-"
+    worker = Worker(broker, prefix, tmp_path).start()
+    try:
+        events = fading_only()
+        produce_events(broker, prefix, events)
+        worker.wait_processed(len(events))
+        tick_all(broker, prefix, "2026-04-01T00:00:00Z")
+        deadline = time.monotonic() + 60
+        warnings: list = []
+        while not warnings and time.monotonic() < deadline:
+            warnings = [orjson.loads(m.value) for m in read_topic(broker, prefix + "star-warnings", idle=1.0)]
+        assert [w["kind"] for w in warnings] == ["warning"]
+        warning = warnings[0]
+        want = expected_ratings(events, "2026-04-01T00:00:00Z")["fading"]
+        drop = next(e for e in want["projection"]["timeline"] if e["stars"] < want["stars"])
+        assert warning["stars"] == want["stars"] > 0
+        assert warning["projected_stars"] == want["projection"]["stars"] < want["stars"]
+        assert warning["projected_at"] == "2026-04-30T23:59:59.999Z"
+        assert warning["first_drop"] == {"at": drop["at"], "stars": drop["stars"], "indicators": drop["indicators"]}
+        assert drop["at"].startswith("2026-04-0")  # its March 2 facts leave the window early in April
+        status, served = worker.get("/sellers/fading")
+        assert status == 200 and served["projection"] == want["projection"]
+        published = latest_by_key(read_topic(broker, prefix + "star-forecasts"))["fading"]
+        assert published["projection"] == want["projection"]
+        tick_all(broker, prefix, "2026-04-01T00:00:30Z")  # re-rated, nothing changed: no second warning
+        tick_all(broker, prefix, "2026-04-03T00:00:00Z")  # the drop has happened: cleared
+        deadline = time.monotonic() + 60
+        while len(warnings) < 2 and time.monotonic() < deadline:
+            warnings = [orjson.loads(m.value) for m in read_topic(broker, prefix + "star-warnings", idle=1.0)]
+        assert [w["kind"] for w in warnings] == ["warning", "cleared"]
+        assert warnings[1]["stars"] == warnings[1]["projected_stars"]
+        assert worker.metrics()["starcast_star_warnings_total"] == 2
+        assert worker.metrics()["starcast_sellers_at_risk"] == 0
     finally:
         worker.stop()

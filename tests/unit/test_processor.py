@@ -307,3 +307,82 @@ def test_a_freeze_sent_before_its_state_was_saved_is_not_sent_again():
     assert restarted.official["s1"] == frozen
     assert restarted.engine(p).states["s1"].official == frozen  # saved with the state now
     assert any(key.startswith(b"s1") for key, _ in redone.state_writes)
+
+
+def official_part(rating: dict) -> tuple:
+    return rating["stars"], rating["risk"], {n: {"value": b["value"], "stars": b["stars"]}
+                                             for n, b in rating["indicators"].items()}
+
+
+def test_the_freeze_equals_the_projection_published_before_it_across_a_day_roll(processor):
+    # Four buyers on March 2-5 (1 star), then nothing: the projection as of March 10 says
+    # what March 31's official record will be; days roll, the month ends, the freeze runs.
+    events = [E.message(at(days=1 + i, hours=9), buyer=f"b{i}") for i in range(4)]
+    events += [E.product(at(days=1), f"p{i}", tier="potential") for i in range(12)]
+    out = feed(processor, events)
+    out = tick(processor, "2026-03-10T00:00:00Z")
+    forecast = processor.published["s1"]
+    projection = forecast["projection"]
+    assert projection["at"] == "2026-03-31T23:59:59.999Z" and projection["timeline"] == []
+    out = tick(processor, "2026-03-20T00:00:00Z")  # a day roll: the same projection
+    assert processor.published["s1"]["projection"] == projection
+    out = tick(processor, "2026-04-02T00:00:01Z")  # past March's end and the grace: the freeze
+    [(seller, record)] = out["monthly"]
+    assert seller == "s1" and record["month"] == "2026-03"
+    assert official_part(record) == (projection["stars"], projection["risk"], projection["indicators"])
+    # April began: the forecast was published again with April's projection
+    assert processor.published["s1"]["projection"]["at"] == "2026-04-30T23:59:59.999Z"
+
+
+def test_timeline_entries_that_have_passed_drop_out_of_later_forecasts(processor):
+    feed(processor, [E.message(at(days=4 + i, hours=10), buyer=f"b{i}") for i in range(5)])  # March 5-9
+    tick(processor, "2026-04-01T00:00:00Z")
+    first = processor.published["s1"]["projection"]["timeline"]
+    assert [e["at"] for e in first] == ["2026-04-05T10:00:00Z"]  # 5 -> 4 buyers keeps 1 star; 4 -> 3 drops it
+    tick(processor, "2026-04-06T00:00:00Z")
+    later = processor.published["s1"]
+    assert later["projection"]["timeline"] == [] and later["indicators"]["active_buyers"]["stars"] == 0
+
+
+def test_a_failing_projection_never_fails_the_batch(processor, monkeypatch, caplog):
+    from streams.core.engine import Engine
+
+    def broken(self, seller_id, as_of):
+        raise KeyError("buyer-secret-id")
+
+    monkeypatch.setattr(Engine, "projection", broken)
+    eff = processor.handle(orjson.dumps(E.message(at(days=1), buyer="buyer-secret-id")), b"s1", "topic",
+                           partition_for("s1", PARTS), 0)
+    [(seller, rating)] = eff.forecasts
+    assert seller == "s1" and rating["projection"] is None and rating["stars"] == 0
+    assert eff.projection_errors == ["KeyError"]
+    assert "buyer-secret-id" not in caplog.text and "KeyError" in caplog.text
+
+
+def test_a_warning_goes_out_once_and_its_clearing_once(processor):
+    feed(processor, four_buyers(day=4))  # March 5: 1 star (4 active buyers); facts leave April 4
+    march = [w for p in range(PARTS) for w in processor.tick(p, parse_ts("2026-03-20T00:00:00Z")).warnings]
+    assert march == []  # March's projection keeps the star
+    april = [w for p in range(PARTS) for w in processor.tick(p, parse_ts("2026-04-01T00:00:00Z")).warnings]
+    [(seller, warning)] = april
+    assert seller == "s1" and warning["kind"] == "warning"
+    assert (warning["stars"], warning["projected_stars"], warning["projected_at"]) == (1, 0, "2026-04-30T23:59:59.999Z")
+    assert warning["first_drop"] == {"at": "2026-04-04T00:00:00Z", "stars": 0, "indicators": {
+        "active_buyers": {"value": 3, "stars": 0}, "conversion_rate": {"value": 0.0, "stars": 0}}}
+    keep = warning["actions"]["to_keep"]
+    assert keep[0] == {"indicator": "active_buyers", "stars": 1, "at": "2026-04-04T00:00:00Z", "value_then": 3,
+                       "threshold": 4, "more": 1}
+    assert keep[1]["indicator"] == "conversion_rate" and keep[1]["threshold"] == 0.1
+    again = [w for p in range(PARTS) for w in processor.tick(p, parse_ts("2026-04-02T00:00:00Z")).warnings]
+    assert again == []  # re-rated, unchanged: not sent again
+    cleared = [w for p in range(PARTS) for w in processor.tick(p, parse_ts("2026-04-05T00:00:00Z")).warnings]
+    [(_, record)] = cleared
+    assert record["kind"] == "cleared" and record["stars"] == record["projected_stars"] == 0
+
+
+def test_with_the_projection_switched_off_forecasts_carry_null_and_no_warning_is_sent():
+    processor = RatingProcessor(load(), PARTS, projection=False)
+    feed(processor, four_buyers(day=4))
+    ticks = [processor.tick(p, parse_ts("2026-04-01T00:00:00Z")) for p in range(PARTS)]
+    assert processor.published["s1"]["projection"] is None and processor.published["s1"]["stars"] == 1
+    assert [w for eff in ticks for w in eff.warnings] == [] and processor.warned == {}

@@ -131,12 +131,12 @@ def test_streamed_in_batches_equals_replay_and_state_survives_its_writes(events,
             for key, value in effects.state_writes:
                 writes[key] = value
         start += size
-    replayed = {r["seller_id"]: r for r in engine_of(book, events).ratings(final)}
+    replayed = {r["seller_id"]: r for r in engine_of(book, events).ratings(final, projection=True)}
     for seller, rating in replayed.items():
         assert {**published[seller], "as_of": None} == {**rating, "as_of": None}
         items_ = [split_state_key(k)[1:] + (v,) for k, v in writes.items()
                   if seller_of_key(k) == seller.encode() and v is not None]
-        rebuilt = ScoreModel(book).state_from_entities(seller, items_)
-        from streams.core.scoring import rate
-
-        assert {**rate(seller, rebuilt, final), "as_of": None} == {**rating, "as_of": None}
+        model = ScoreModel(book)
+        rebuilt = model.state_from_entities(seller, items_)
+        again = {**model.rate(seller, rebuilt, final), "projection": model.projection(seller, rebuilt, final)}
+        assert {**again, "as_of": None} == {**rating, "as_of": None}
