@@ -151,7 +151,7 @@ class Settings:
         "HTTP API", secret=True))
     projection: bool = field(default=True, metadata=spec(
         "STARCAST_PROJECTION", "Compute each forecast's projection and send star-warnings; 0 publishes "
-        "`projection: null` and no warnings, for about twice the throughput when a month's facts are "
+        "`projection: null` and no warnings, for about 2.5 times the throughput when a month's facts are "
         "leaving the window (docs/performance.md).", "Performance", _boolean, "1 or 0"))
     batch_max: int = field(default=1000, metadata=spec(
         "STARCAST_BATCH_MAX", "Messages handled as one batch (one rating and one write per seller).",
