@@ -316,16 +316,18 @@ class Aggregator:
             if self.scheduled.get(key) == instant:
                 del self.scheduled[key]
             keys.add(key)
-        following = {}
-        for key in keys:
-            following[key] = self._recompute(key, at)
-        self.at = at
-        if outlook is not None:
+        recompute = self._recompute
+        if outlook is None:
+            for key in keys:
+                recompute(key, at)
+        else:
+            following = {key: recompute(key, at) for key in keys}
             # Only a key an event touched has a new future: a key whose scheduled instant
             # merely passed goes on as its outlook already says.
             for key in changed:
                 outlook.replace(key, future(state, key, self.parts.get(key), following[key], outlook.horizon))
             outlook.prune(at)
+        self.at = at
         return assemble(state, self.totals, at)
 
     def attach_outlook(self, horizon: int) -> Outlook:
