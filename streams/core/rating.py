@@ -208,16 +208,21 @@ def level_changes(m: Measures, rb: Rulebook, changes: Iterable[tuple[int, dict[i
 
     Only the indicators a change feeds are looked at, each against its own stars before the
     change, so a long walk costs a threshold lookup per change, not a rating; and a span in
-    which no indicator can move (`_steady`) is passed whole."""
+    which no indicator can move (`_movable`) is passed whole, and inside a span only what its
+    bounds could not hold is looked at."""
     probes: dict[str, Callable[[Measures], Any]] = {}
     before: dict[str, Any] = {}  # indicator -> its stars (the index: its value) before the change
     unhealthy = rb.unhealthy_points
     healthy = m.risk_points < unhealthy
     instant = None
     moved = False
-    pending = [iter(changes)]
+    # (changes, what may move in them): inside a span only what its bounds could not hold
+    # still may; None: anything
+    pending: list[tuple[Iterator[tuple[int, dict[int, int]] | Span], frozenset[str] | None]] = [
+        (iter(changes), None)]
     while pending:
-        item = next(pending[-1], None)
+        ahead, watch = pending[-1]
+        item = next(ahead, None)
         if item is None:
             pending.pop()
             continue
@@ -226,28 +231,30 @@ def level_changes(m: Measures, rb: Rulebook, changes: Iterable[tuple[int, dict[i
             probes = {name: _probe(name, rb, tables[name]) for name in INDICATORS}
         if isinstance(item, Span):
             positive, negative = item.bound
-            affected = _affected(tuple({**positive, **negative}))
+            affected = _watched(_affected(tuple({**positive, **negative})), watch)
             for name in affected:
                 if name not in before:
                     before[name] = probes[name](m)
-            if _steady(m, rb, probes, before, affected, positive, negative, healthy):
+            movable = _movable(m, rb, probes, before, affected, positive, negative, healthy,
+                               watch is None or RISK_MAY_MOVE in watch)
+            if movable:
+                pending.append((item.inside(), movable))
+            else:
                 for position, amount in item.net.items():
                     if amount:
                         name = FIELDS[position]
                         setattr(m, name, getattr(m, name) + amount)
                 instant, moved = item.last, False
-            else:
-                pending.append(item.inside())
             continue
         instant, change = item
-        affected = _affected(tuple(change))
+        affected = _watched(_affected(tuple(change)), watch)
         for name in affected:
             if name not in before:
                 before[name] = probes[name](m)
         for position, amount in change.items():
             name = FIELDS[position]
             setattr(m, name, getattr(m, name) + amount)
-        moved = (m.risk_points < unhealthy) != healthy
+        moved = (watch is None or RISK_MAY_MOVE in watch) and (m.risk_points < unhealthy) != healthy
         for name in affected:
             now = probes[name](m)
             if now != before[name]:
@@ -262,6 +269,14 @@ def level_changes(m: Measures, rb: Rulebook, changes: Iterable[tuple[int, dict[i
         yield instant, levels(m, rb)
 
 
+RISK_MAY_MOVE = "risk"
+"""In a set of what may move inside a span, beside indicator names."""
+
+
+def _watched(names: tuple[str, ...], watch: frozenset[str] | None) -> tuple[str, ...]:
+    return names if watch is None else tuple(name for name in names if name in watch)
+
+
 def _clone(m: Measures) -> Measures:
     return Measures(m.at, m.region, m.category, m.potential_products, m.top_super_products, m.super_products,
                     m.video_products, m.response_time_ms, m.response_count, m.rate_answered, m.rate_total,
@@ -273,19 +288,24 @@ _MORE_IS_WORSE = frozenset((RT_SUM, RATE_TOTAL, VISITORS))
 _DENOMINATORS = frozenset((RT_COUNT, RATE_TOTAL, VISITORS))
 
 
-def _steady(m: Measures, rb: Rulebook, probes: dict[str, Callable[[Measures], Any]], before: dict[str, Any],
-            affected: tuple[str, ...], positive: dict[int, int], negative: dict[int, int], healthy: bool) -> bool:
-    """Whether no indicator's stars, nor the marketing index, nor the risk can differ from
-    `before` anywhere in a span whose running totals stay between `m` plus `negative` and `m`
-    plus `positive`, position by position.
+def _movable(m: Measures, rb: Rulebook, probes: dict[str, Callable[[Measures], Any]], before: dict[str, Any],
+             affected: tuple[str, ...], positive: dict[int, int], negative: dict[int, int], healthy: bool,
+             risk: bool) -> frozenset[str]:
+    """What may differ from `before` somewhere in a span whose running totals stay between `m`
+    plus `negative` and `m` plus `positive`, position by position: of the `affected`
+    indicators (their stars; the marketing index, its value) and, if `risk`, the risk
+    (RISK_MAY_MOVE). Empty: nothing can; otherwise only those can, the others are constant
+    over the span.
 
     Each indicator is monotone in every position it reads (more of a count, a numerator or a
     product tier earns at least as much; more of a denominator or of response time, at most as
     much), so its extremes over the span are at two corners: `low` (the worse end of every
-    position) and `high`. Where that does not hold the answer is no: a denominator that may
-    reach 0 (the value is then undefined or 0, not an extreme), super products moving (a
-    table may weigh them against the value), or spend points that are not ascending."""
+    position) and `high`. Where that does not hold, everything affected may move: a denominator
+    that may reach 0 (the value is then undefined or 0, not an extreme), super products moving
+    (a table may weigh them against the value), or spend points that are not ascending."""
+    anything = frozenset((*affected, RISK_MAY_MOVE) if risk else affected)
     low, high = _clone(m), _clone(m)
+    may: set[str] = set()
     for position in {**positive, **negative}:
         name = FIELDS[position]
         value = getattr(m, name)
@@ -293,12 +313,12 @@ def _steady(m: Measures, rb: Rulebook, probes: dict[str, Callable[[Measures], An
         if least == most:
             continue
         if position in _DENOMINATORS and least <= 0:
-            return False
+            return anything
         if position == SUPER or position == KWA and not rb.kwa_monotone:
-            return False
+            return anything
         if position == RISK:
-            if (least < rb.unhealthy_points) != healthy or (most < rb.unhealthy_points) != healthy:
-                return False
+            if risk and ((least < rb.unhealthy_points) != healthy or (most < rb.unhealthy_points) != healthy):
+                may.add(RISK_MAY_MOVE)
             continue
         worse, better = (most, least) if position in _MORE_IS_WORSE else (least, most)
         setattr(low, name, worse)
@@ -306,8 +326,8 @@ def _steady(m: Measures, rb: Rulebook, probes: dict[str, Callable[[Measures], An
     for name in affected:
         level = before[name]
         if probes[name](low) != level or probes[name](high) != level:
-            return False
-    return True
+            may.add(name)
+    return frozenset(may)
 
 
 _AFFECTED: dict[tuple[int, ...], tuple[str, ...]] = {}

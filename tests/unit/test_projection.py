@@ -154,7 +154,7 @@ def test_the_timeline_is_exactly_where_the_reference_changes_and_ends_at_the_mon
 def test_passing_whole_days_and_hours_in_which_no_star_can_move_changes_nothing(events, idle_days):
     # A long outlook is walked a day or an hour at a time where bounds prove no star moves;
     # here every outlook is walked that way, however short.
-    with patch.object(measures, "SPAN_FROM", 0):
+    with patch.object(measures, "SPAN_FROM", 0), patch.object(measures, "SPAN_LEAST", 1):
         matches_the_reference(events, idle_days)
 
 
@@ -212,3 +212,18 @@ def test_a_projection_kept_up_to_date_event_by_event_equals_one_computed_afresh(
             live.rating(seller, clock)
             fresh.rating(seller, clock)
             assert live.projection(seller, clock) == fresh.projection(seller, clock)
+
+
+def test_a_span_whose_visitors_may_all_leave_is_walked_instant_by_instant():
+    # 29 visitors and one converted visitor (1 in 30, below the first star), all leaving within
+    # a minute of April 3: as the 29 leave, the rate climbs to 1 in 1 (the top), then the last
+    # one leaves and it is 0 again. The span's bounds alone (1 converted of 0 visitors at best,
+    # 0 of 30 at worst: 0 stars both) would hide the climb; a denominator that may reach 0
+    # makes the span walked change by change.
+    events = [E.visit(at(days=3, seconds=i), f"v{i}") for i in range(1, 30)]
+    events += [E.visit(at(days=3, seconds=30), "b1"), E.message(at(days=3, seconds=31), "b1")]
+    with patch.object(measures, "SPAN_FROM", 0), patch.object(measures, "SPAN_LEAST", 1):
+        walked = projection(events)
+    assert walked == projection(events)  # the same as change by change
+    rates = [moved(e)["conversion_rate"] for e in walked["timeline"] if "conversion_rate" in e["indicators"]]
+    assert rates[0] == (1 / 28, 1) and rates[-2] == (0.1, 5) and rates[-1] == (0.0, 0)
