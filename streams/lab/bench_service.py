@@ -9,6 +9,7 @@ own process and consumer group reading all of it:
 Events/s is measured from the first to the last event each one handled (start-up and group join
 excluded). Then: time for a fresh worker (empty data directory) to restore the tables from the
 changelogs; and produce→forecast latency percentiles of that worker under a fixed offered load
+that continues the input in event time
 (after a 2 s warm-up at that load, which absorbs the catch-up after its restore),
 from its `starcast_processing_latency_seconds` histogram (Kafka timestamp of the input to the
 moment its effects were sent). Peak RSS is sampled from /proc every 0.2 s. Nothing is asserted.
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import orjson
 
+from streams.core.timeutil import format_ts, parse_ts
 from streams.local.broker import EmbeddedBroker
 from streams.testing import PeakRss, WorkerProcess, event_messages, send
 from streams.local.simulate import events as simulate
@@ -202,9 +204,13 @@ def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, 
             # Two seconds of the same load first, not counted: a worker's first batch after a
             # restore re-rates every seller it restored (catch-up), which is a restart cost,
             # not the steady latency under this load.
-            warm_up = list(simulate(int(offered * 2), n_sellers, seed=seed + 2))
+            # Both continue the input in event time, as live traffic does (a load simulated
+            # again from the input's first day would be a month of late events).
+            since = format_ts(max(parse_ts(e["ts"]) for e in events) + 1)
+            warm_up = list(simulate(int(offered * 2), n_sellers, seed=seed + 2, start=since, days=1))
             offer(broker, fresh, warm_up, offered, timeout)
-            load = list(simulate(int(offered * 10), n_sellers, seed=seed + 1))
+            since = format_ts(max(parse_ts(e["ts"]) for e in warm_up) + 1)
+            load = list(simulate(int(offered * 10), n_sellers, seed=seed + 1, start=since, days=5))
             before = latency_buckets(fresh)
             achieved, handled = offer(broker, fresh, load, offered, timeout)
             if not handled:
