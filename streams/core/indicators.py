@@ -47,13 +47,12 @@ class IndicatorModel:
             aggregator.measures(as_of)
             state.changed |= pending
         outlook = aggregator.attach_outlook(end)
+        measures = assemble(state, aggregator.totals, as_of)
+        current = levels(measures, self.book)
         if all(not versions or versions[-1][0] <= as_of
                for versions in (state.profile, state.premium_ads, state.showcases)):
-            measures = assemble(state, aggregator.totals, as_of)
-            current = levels(measures, self.book)
             steps = level_changes(measures, self.book, outlook.spans(as_of))
         else:  # registers change ahead (only when rating the past): every instant, rated in full
-            current = levels(assemble(state, aggregator.totals, as_of), self.book)
             steps = self._every_instant(state, aggregator.totals, outlook.after(as_of), as_of, end)
         return project(current, steps, end)
 

@@ -475,8 +475,12 @@ class Outlook:
 
     def after(self, at: int) -> Iterator[tuple[int, dict[int, int]]]:
         """The summed changes after `at`, in time order."""
-        changes = self.changes
-        for instant in self.instants[bisect_right(self.instants, at):]:
+        return self.between(at, self.horizon)
+
+    def between(self, low: int, high: int) -> Iterator[tuple[int, dict[int, int]]]:
+        """The summed changes in (low, high], in time order."""
+        instants, changes = self.instants, self.changes
+        for instant in instants[bisect_right(instants, low):bisect_right(instants, high)]:
             yield instant, changes[instant]
 
     def spans(self, at: int) -> Iterator[tuple[int, dict[int, int]] | Span]:
@@ -497,12 +501,10 @@ class Outlook:
 
     def spans_within(self, level: int, low: int, high: int) -> Iterator[tuple[int, dict[int, int]] | Span]:
         """The changes in (low, high]."""
-        instants = self.instants
         if level == len(SPANS):
-            changes = self.changes
-            for instant in instants[bisect_right(instants, low):bisect_right(instants, high)]:
-                yield instant, changes[instant]
+            yield from self.between(low, high)
             return
+        instants = self.instants
         width, bounds = SPANS[level], self.bounds[level]  # type: ignore[index]
         index = low // width  # the span holding low + 1
         while index * width < high:
@@ -517,16 +519,14 @@ class Outlook:
                     if count >= SPAN_LEAST:
                         yield Span(self, level, start, stop, bound)
                     elif count:  # a few changes: as cheap to look at one by one
-                        changes = self.changes
-                        for instant in instants[first:first + count]:
-                            yield instant, changes[instant]
+                        yield from self.between(start, stop)
             index += 1
 
 
 @dataclass(slots=True)
 class Span:
-    """The changes of an outlook in (start, stop]: `positive`/`negative` bound every running
-    total inside it; `net` is their sum."""
+    """The changes of an outlook in (start, stop]: `bound`, the sums of their positive and of
+    their negative parts, bounds every running total inside it; `net` is the two added."""
 
     outlook: Outlook
     level: int

@@ -278,10 +278,7 @@ def _watched(names: tuple[str, ...], watch: frozenset[str] | None) -> tuple[str,
 
 
 def _clone(m: Measures) -> Measures:
-    return Measures(m.at, m.region, m.category, m.potential_products, m.top_super_products, m.super_products,
-                    m.video_products, m.response_time_ms, m.response_count, m.rate_answered, m.rate_total,
-                    m.active_buyers, m.visitors, m.converted_visitors, m.kwa_usd_micro, m.rfq_quotations,
-                    m.premium_ads, m.showcases_open, m.risk_points)
+    return Measures(m.at, *m.key())  # key(): every field after `at`, in order
 
 
 _MORE_IS_WORSE = frozenset((RT_SUM, RATE_TOTAL, VISITORS))
