@@ -234,6 +234,19 @@ def decode(raw: bytes | str | None) -> dict[str, Any]:
     return obj
 
 
+def event_time(raw: bytes | None) -> int | None:
+    """The event time (epoch ms) a raw message claims, for ordering only: None when it has no
+    readable `ts` (validation will say why, if it is an event at all)."""
+    if raw is None or len(raw) > MAX_MESSAGE_BYTES:
+        return None
+    try:
+        obj = orjson.loads(raw)
+        ts = obj["ts"]
+        return parse_ts(ts) if isinstance(ts, str) and len(ts) >= 20 else None
+    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError, IndexError):
+        return None
+
+
 def validate(obj: dict[str, Any], clock: int | None = None) -> Event:
     """A decoded object to an Event, or Rejected. `clock` (epoch ms) enables future_ts."""
     kind = obj.get("type")

@@ -202,7 +202,7 @@ def level_changes(m: Measures, rb: Rulebook, changes: Iterable[tuple[int, dict[i
                   ) -> Iterator[tuple[int, Levels]]:
     """The levels after successive changes of the totals (each `(instant, {position: change})`,
     or a `Span` of them; the registers fixed): yielded at every instant at which an
-    indicator's stars, the marketing index (it decides the bonus) or the risk may have moved,
+    indicator's stars, whether the marketing index reaches the bonus, or the risk may have moved,
     and at the last instant, so the last levels yielded are those after every change. `m` is
     the measures before the first change; it is updated in place.
 
@@ -211,7 +211,7 @@ def level_changes(m: Measures, rb: Rulebook, changes: Iterable[tuple[int, dict[i
     which no indicator can move (`_movable`) is passed whole, and inside a span only what its
     bounds could not hold is looked at."""
     probes: dict[str, Callable[[Measures], Any]] = {}
-    before: dict[str, Any] = {}  # indicator -> its stars (the index: its value) before the change
+    before: dict[str, Any] = {}  # indicator -> its probe (stars; the index: and its bonus) before the change
     unhealthy = rb.unhealthy_points
     healthy = m.risk_points < unhealthy
     instant = None
@@ -290,7 +290,7 @@ def _movable(m: Measures, rb: Rulebook, probes: dict[str, Callable[[Measures], A
              risk: bool) -> frozenset[str]:
     """What may differ from `before` somewhere in a span whose running totals stay between `m`
     plus `negative` and `m` plus `positive`, position by position: of the `affected`
-    indicators (their stars; the marketing index, its value) and, if `risk`, the risk
+    indicators (their stars; the marketing index, also whether it reaches the bonus) and, if `risk`, the risk
     (RISK_MAY_MOVE). Empty: nothing can; otherwise only those can, the others are constant
     over the span.
 
@@ -342,9 +342,11 @@ def _affected(positions: tuple[int, ...]) -> tuple[str, ...]:
 
 def _probe(name: str, rb: Rulebook, table: Threshold) -> Callable[[Measures], Any]:
     """What decides an indicator's part in the levels, from the measures: its stars; for the
-    marketing index, its value (the bonus depends on it too)."""
+    marketing index, also whether it reaches the bonus (its value moves with every spend or
+    reply, the levels only when one of these does)."""
     if name == "marketing_index":
-        return lambda m: marketing_index(m, rb)
+        least = rb.bonus_min_index
+        return lambda m: (table.stars(index := marketing_index(m, rb), m.super_products), index >= least)
     value = _VALUES[name]
     return lambda m: _earned(name, value(m, rb), m, table)
 

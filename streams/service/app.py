@@ -28,6 +28,7 @@ import faust
 import orjson
 from faust.types import TP
 
+from streams.core.contract import event_time
 from streams.core.groups import load_groups
 from streams.core.rulebook import load
 from streams.service import kafka
@@ -43,6 +44,7 @@ from streams.service.upkeep import Upkeep
 log = logging.getLogger("starcast")
 
 TICKS = "starcast-ticks"
+INTAKE_BATCHES = 16  # records held for the agent, in batches: about one fetch per input topic-partition
 ROCKSDB_OPTIONS = {"max_open_files": 64, "write_buffer_size": 4 << 20, "max_write_buffer_number": 2,
                    "target_file_size_base": 8 << 20, "block_cache_size": 8 << 20}
 
@@ -64,8 +66,10 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     metrics = Metrics()
     input_names = sorted(set(s.input_topics.values()))
     # With the own fetch loop the agent's records skip Faust's stream (kafka/intake.py).
-    intake = kafka.Intake({s.topic(name) for name in (*input_names, TICKS)}, maxsize=2 * s.batch_max) \
-        if s.fast_fetch else None
+    # Input records are taken in event-time order across a partition's topics; ticks in the order sent.
+    intake = kafka.Intake({s.topic(name) for name in (*input_names, TICKS)}, maxsize=INTAKE_BATCHES * s.batch_max,
+                          per_source=s.batch_max // 8, ordered={s.topic(name) for name in input_names},
+                          event_time=lambda message: event_time(message.value)) if s.fast_fetch else None
     app = WorkerApp(f"{s.topic_prefix}{s.app_id}", kafka_options=kafka.KafkaOptions(
         own_fetch_loop=s.fast_fetch, intake=intake, embedded_broker=s.embedded_broker,
         bootstrap=s.broker.split("://", 1)[-1], fetch_wait_ms=s.effective_fetch_wait_ms()), **s.faust_options())

@@ -161,3 +161,15 @@ def test_random_bytes_never_raise_anything_but_rejected(raw):
         parse_event(raw)
     except Rejected as exc:
         assert exc.reason in contract.REASONS
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (orjson.dumps({"type": "buyer_message", "ts": "2026-03-01T10:00:00.123Z"}), parse_ts("2026-03-01T10:00:00.123Z")),
+    (orjson.dumps({"ts": "2026-03-01T18:00:00+08:00", "seller_id": "s"}), parse_ts("2026-03-01T10:00:00Z")),
+    (b"not json", None), (b"[1, 2]", None), (b'{"ts": 5}', None), (b'{"ts": "yesterday"}', None),
+    (b'{"ts": "2026-13-40T00:00:00Z"}', None), (b"{}", None), (None, None),
+    (b'{"ts": "2026-03-01T10:00:00Z", "pad": "' + b"x" * contract.MAX_MESSAGE_BYTES + b'"}', None),
+])
+def test_event_time_reads_the_claimed_ts_or_none_never_raising(raw, expected):
+    """The intake orders records by it before validation: whatever the bytes, no exception."""
+    assert contract.event_time(raw) == expected

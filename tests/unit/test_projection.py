@@ -10,6 +10,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from importlib import resources
 from unittest.mock import patch
 
 from streams.core import measures
@@ -77,6 +78,25 @@ def test_kwa_spend_leaving_the_window_takes_its_points_with_it():
     # 70 points raise potential_products from 0 to 1 star (the bonus); it goes with them
     assert [(e["at"], moved(e)) for e in p["timeline"]] == \
         [("2026-04-14T06:00:00Z", {"potential_products": (0, 0), "marketing_index": (0, 2)})]
+
+
+def test_the_bonus_lost_while_the_index_keeps_its_stars_is_a_change_instant(tmp_path):
+    """A rulebook whose bonus needs 80 points inside the index's 3-star band (70-94): 500 USD
+    (90 points) lifts potential_products to 1 star; when the first 200 USD leave (April 4) the
+    index stays at 3 stars with 70 points, but the bonus goes, and the seller's stars with it."""
+    text = (resources.files("streams.rulebooks") / "global-2023.toml").read_text()
+    variant = text.replace("min_marketing_index = 70", "min_marketing_index = 80").replace(
+        "thresholds = [0, 0, 70, 80, 90]", "thresholds = [0, 0, 70, 95, 99]")
+    assert "min_marketing_index = 80" in variant and "[0, 0, 70, 95, 99]" in variant
+    book = tmp_path / "bonus-80.toml"
+    book.write_text(variant.replace('name = "global-2023"', 'name = "bonus-80"'))
+    events = [E.marketing(at(days=4), "kwa_spend", amount=200, currency="USD"),
+              E.marketing(at(days=19), "kwa_spend", amount=300, currency="USD")]
+    rating = rate_events(events, APRIL_1, rulebook=str(book))["s1"]
+    assert rating["indicators"]["potential_products"]["stars"] == 1  # the bonus, now
+    p = rating["projection"]
+    assert [(e["at"], e["stars"], moved(e)) for e in p["timeline"]][0] == \
+        ("2026-04-04T00:00:00Z", 0, {"potential_products": (0, 0)})
 
 
 def test_a_penalty_expiring_after_365_days_makes_the_seller_healthy_again():

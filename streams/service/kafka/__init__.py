@@ -9,7 +9,7 @@ caused, what is kept and the upstream issue if any:
 | `generations.py` | acks and commits count only within the consumer generation they began in |
 | `flush.py` | a commit's flush returns once every table write queued before it reached the client |
 | `rebalance.py` | no input record is lost around a rebalance |
-| `fetch_loop.py`, `intake.py` | the rating agent's records reach it in batches, Faust's guarantees kept |
+| `fetch_loop.py`, `intake.py` | the agent's records reach it in batches, in event-time order; Faust's guarantees kept |
 | `outbox.py` | one record batch per topic-partition; a table's store never runs ahead of its changelog |
 | `tansu.py` | (embedded broker) recovery reads to the changelog's true end; short fetch wait |
 | `versions.py` | the overrides run only on the library releases they were written against |

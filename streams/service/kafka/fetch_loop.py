@@ -14,7 +14,11 @@ Upstream (faust-streaming 0.15.3, `Consumer._drain_messages`):
 Kept here, in `OwnFetchLoop` (the worker's default; STARCAST_FAST_FETCH=0 keeps Faust's loop):
 - records of the rating agent's topics skip the callback and go into the agent's `Intake`
   (intake.py), which it takes in batches; when the intake is full the loop waits for room or
-  for a rebalance, exactly as Faust waits on a full stream buffer;
+  for a rebalance, exactly as Faust waits on a full stream buffer, and a topic-partition with
+  many records held is left out of fetches through Faust's own `on_buffer_full`;
+- after each fetch the intake learns which of its topic-partitions have records on the broker
+  not fetched yet (fetch high watermark past the next offset to read; no high watermark yet
+  counts as behind), so it can take records in event-time order;
 - any other callback runs eagerly up to its first suspension (what Python 3.12's eager tasks
   do); one that suspends becomes a task and goes through Faust's `wait_first` as before;
 - the loop yields every 100 messages (Faust's `yield_every`), and each fetch waits at most
@@ -27,10 +31,11 @@ Kept here, in `OwnFetchLoop` (the worker's default; STARCAST_FAST_FETCH=0 keeps 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Coroutine, Generator, cast
+from typing import Any, Callable, Coroutine, Generator, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import Consumer
+from faust.types import TP
 
 from streams.service.kafka.options import options_of
 
@@ -80,6 +85,28 @@ def start_eagerly(coro: Coroutine) -> asyncio.Future | None:
     return asyncio.ensure_future(_finish(_Remainder(coro, first)))
 
 
+def _as_faust_tp(call: Callable[[TP], None]) -> Callable[[Any], None]:
+    """`call` for a record's partition: aiokafka's TopicPartition there, Faust's TP in the
+    consumer's partition sets (which assert it)."""
+    return lambda tp: call(TP(tp.topic, tp.partition))
+
+
+def _behind(assigned: Any, topics: frozenset, highwater: Any, next_offset: dict, first_offsets: dict) -> set:
+    """The assigned partitions of `topics` with records on the broker not fetched yet, or not
+    known (no fetch answered for them since the assignment)."""
+    behind = set()
+    for tp in assigned:
+        if tp.topic in topics:
+            end = highwater(tp)
+            if end is None:
+                behind.add(tp)
+                continue
+            position = next_offset.get(tp, first_offsets.get(tp))
+            if position is not None and end > position:
+                behind.add(tp)
+    return behind
+
+
 class OwnFetchLoop(Consumer):
     """Consumer mixin: Faust's fetch loop, changed as the module says."""
 
@@ -98,6 +125,11 @@ class OwnFetchLoop(Consumer):
         commit_every = self._commit_every
         suspend_flow = self.suspend_flow
         yield_every = 100
+        if intake is not None:
+            intake.on_full, intake.on_room = _as_faust_tp(self.on_buffer_full), _as_faust_tp(self.on_buffer_drop)
+            highwater, assignment = self.highwater, self.assignment
+        next_offset: dict = {}  # intake tp -> the offset after the last one put there
+        generation = None
         num_since_yield = 0
         sleep = asyncio.sleep
         try:
@@ -122,11 +154,18 @@ class OwnFetchLoop(Consumer):
                                 if intake.full():  # abandoned if a rebalance suspends flow, as below
                                     await self.wait_first(intake.room(), suspend_flow.wait())
                                 intake.put(message)
+                                next_offset[tp] = offset + 1
                             else:
                                 pending = start_eagerly(cast(Coroutine, callback(message)))
                                 if pending is not None:  # blocked: abandoned if a rebalance suspends flow
                                     await self.wait_first(pending, suspend_flow.wait())
                             set_read_offset(tp, offset)
+                    if intake is not None:
+                        if generation != self.app.consumer_generation_id:  # positions of an earlier assignment
+                            generation = self.app.consumer_generation_id
+                            next_offset.clear()
+                        first_offsets = getattr(self, "first_offsets", {})  # rebalance.py
+                        intake.fetched(_behind(assignment(), intake.ordered, highwater, next_offset, first_offsets))
                     unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:

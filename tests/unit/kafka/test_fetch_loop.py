@@ -78,3 +78,30 @@ def test_errors_propagate_before_and_after_the_first_suspension():
             await start_eagerly(bad_later())
 
     asyncio.run(scenario())
+
+
+def test_behind_is_what_the_broker_has_past_the_next_offset_or_not_yet_answered():
+    from faust.types import TP
+
+    from streams.service.kafka.fetch_loop import _behind
+
+    a0, a1, a2, a3, t0 = TP("a", 0), TP("a", 1), TP("a", 2), TP("a", 3), TP("ticks", 0)
+    ends = {a0: 10, a1: 10, a2: None, a3: 7, t0: None}
+    behind = _behind({a0, a1, a2, a3, t0}, frozenset({"a"}), ends.get, next_offset={a0: 10, a1: 4},
+                     first_offsets={a3: 7})
+    # a0 read to the end; a1 has 6 more; a2 no fetch answered yet; a3 not read since the
+    # assignment but its first offset is the end; ticks are not ordered
+    assert behind == {a1, a2}
+
+
+def test_the_intake_pauses_fetching_of_a_partition_with_faust_s_own_tp_type():
+    """Records carry aiokafka's TopicPartition; Faust's consumer asserts its own TP in the
+    partition sets it fetches from (on_buffer_drop crashed the agent with an aiokafka one)."""
+    from aiokafka.structs import TopicPartition
+    from faust.types import TP
+
+    from streams.service.kafka.fetch_loop import _as_faust_tp
+
+    seen: list = []
+    _as_faust_tp(seen.append)(TopicPartition("a", 3))
+    assert seen == [TP("a", 3)] and type(seen[0]) is TP
