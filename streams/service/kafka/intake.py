@@ -114,11 +114,14 @@ class Intake:
         await self._room.wait()
 
     def clear(self) -> None:
-        """Drop every message (app.flow_control calls this when partitions are revoked; Faust
-        resets which partitions it fetches on the assignment that follows)."""
+        """Drop every message (app.flow_control calls this around a rebalance). Sources left
+        out of fetches are given back first: Faust may clear after the assignment has reset
+        what it fetches, and a source left out then would never be fetched again."""
+        paused, self._paused = self._paused, set()
+        for source in paused:
+            self.on_room(source)
         self._queues.clear()
         self._count = 0
-        self._paused.clear()
         self._waiting_since.clear()
         self.behind = frozenset()
         self._arrived.clear()

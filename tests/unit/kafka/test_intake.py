@@ -231,15 +231,22 @@ def test_a_source_holding_many_records_is_left_out_of_fetches_until_taken_down_t
     assert calls == [("full", A0), ("room", A0)]
 
 
-def test_clearing_forgets_what_was_behind():
+def test_clearing_forgets_what_was_behind_and_gives_back_what_it_left_out_of_fetches():
+    """A source left out of fetches when the intake is cleared (a rebalance) would never be
+    fetched again if Faust had already reset its fetch set: clearing gives it back."""
     async def scenario():
-        intake = ordered(max_idle=60)
+        intake = ordered(max_idle=60, per_source=2)
+        given_back: list[TP] = []
+        intake.on_room = given_back.append
         intake.fetched({A0})
+        intake.put(Rec(A1, 1))
+        intake.put(Rec(A1, 2))  # A1 now left out of fetches
         intake.clear()
         intake.put(Rec(B0, 1))
-        return await asyncio.wait_for(intake.take(5, within=0), 1)
+        return await asyncio.wait_for(intake.take(5, within=0), 1), given_back
 
-    assert [rec.ts for rec in run(scenario())] == [1]
+    taken, given_back = run(scenario())
+    assert [rec.ts for rec in taken] == [1] and given_back == [A1]
 
 
 @settings(max_examples=80, deadline=None)
