@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop by itself this long after the simulation was sent (default: run until Ctrl-C)")
     p.add_argument("--replay-sample", action="store_true", help="only replay the bundled sample file and exit")
 
+    p = sub.add_parser("token", help="mint a seller's API token (JWT HS256) with STARCAST_API_JWT_SECRET")
+    p.add_argument("--seller", required=True, help="the seller id the token opens")
+    p.add_argument("--ttl", default="1h", help="how long it is valid: seconds, or a number with s, m, h or d")
+
     p = sub.add_parser("simulate", help="print a synthetic month of marketplace events as JSON lines")
     p.add_argument("--events", type=int, default=10_000)
     p.add_argument("--sellers", type=int, default=40)
@@ -85,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             return run(args.file, selection, args.at, sys.stdout.buffer)
         except ValueError as exc:
             parser.error(f"--at: {exc}")
+    if args.command == "token":
+        return _token(args.seller, args.ttl)
     if args.command == "worker":
         from streams.service.worker import run_worker
 
@@ -158,5 +164,26 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def _token(seller: str, ttl: str) -> int:
+    from streams.service.access import mint
+
+    secret = os.environ.get("STARCAST_API_JWT_SECRET", "")
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = ttl.strip().lower()
+    try:
+        seconds = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        seconds = 0
+    if not secret:
+        print("starcast token: set STARCAST_API_JWT_SECRET (the worker's) first", file=sys.stderr)
+        return 2
+    if not seconds > 0:
+        print(f"starcast token: --ttl {ttl!r} is not a duration such as 3600, 15m or 1h", file=sys.stderr)
+        return 2
+    print(mint(secret, seller, seconds))
+    return 0
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

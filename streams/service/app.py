@@ -101,13 +101,14 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     # star-warnings is this table's changelog: a warning is sent exactly when it is saved, so a
     # restarted worker knows what it last said and repeats nothing unchanged.
     warnings = table("warnings", changelog_topic=topic("star-warnings", compacting=True))
+    history = table("history")  # official records by seller and month, the latest 24 (history.py)
     outbox = kafka.Outbox(lambda: kafka.aiokafka_producer(app))
     batch_lock = asyncio.Lock()  # held by the agent while it handles a batch
     started = asyncio.Event()  # /healthz answers 503 until the topics and routing metadata are ready
     positions = InputPositions(lambda tp: kafka.first_offset(app.consumer, tp))
     handled_upto = lambda tp: positions.handled_upto(tp, kafka.committed_offset(app.consumer, tp))  # noqa: E731
     hold = FreezeHold(input_names, lambda name, partition: TP(s.topic(name), partition), handled_upto)
-    publisher = Publisher(s, processor, metrics, outbox, state_table, forecasts, official, warnings)
+    publisher = Publisher(s, processor, metrics, outbox, state_table, forecasts, official, warnings, history)
     upkeep = Upkeep(app, processor, metrics, positions, hold, input_topics, ticks)
     first_handled: list[float] = []  # Kafka timestamps of this batch's records handled the first time
 
@@ -226,7 +227,7 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
                 await ticks.send(value=orjson.dumps({"now": now}), partition=partition)
 
     register_views(app, settings=s, processor=processor, rulebook=rulebook, selection=selection,
-                   forecasts=forecasts, official=official, started=started, metrics=metrics,
+                   forecasts=forecasts, official=official, history=history, started=started, metrics=metrics,
                    update_gauges=upkeep.update_gauges)
     return app
 

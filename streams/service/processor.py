@@ -516,6 +516,19 @@ class RatingProcessor:
         touched.update(self._pending.pop(partition, ()))
 
     # ---- reads for the API and metrics ------------------------------------------------------
+    def processor_for(self, seller_id: str) -> "RatingProcessor":
+        return self
+
+    def lookup(self, seller_id: str) -> tuple[Engine, SellerFacts | None, int | None]:
+        """The engine of the seller's partition, its state if this worker holds one (not
+        created, not moved: the API only reads), and the partition clock."""
+        engine = self.engine(self.partition_of[seller_id])
+        return engine, engine.states.get(seller_id), engine.clock
+
+    def month_of(self, at: int) -> str:
+        """The month label (YYYY-MM) containing `at` in the rulebook's time zone."""
+        return _month_label(at, self.rulebook)
+
     def clocks(self) -> dict[int, int]:
         return {p: e.clock for p, e in self.engines.items() if e.clock is not None}
 

@@ -9,6 +9,7 @@ from typing import Any
 import faust
 import orjson
 
+from streams.service import history
 from streams.service.kafka import Outbox
 from streams.service.metrics import Metrics
 from streams.service.processor import Effects
@@ -19,9 +20,10 @@ class Publisher:
     """Stages a partition's effects in the outbox (sent by the caller's flush) and counts them."""
 
     def __init__(self, s: Settings, processor: Any, metrics: Metrics, outbox: Outbox, state: faust.Table,
-                 forecasts: faust.Table, official: faust.Table, warnings: faust.Table) -> None:
+                 forecasts: faust.Table, official: faust.Table, warnings: faust.Table, history: faust.Table) -> None:
         self.processor, self.metrics, self.outbox = processor, metrics, outbox
         self.state, self.forecasts, self.official, self.warnings = state, forecasts, official, warnings
+        self.history = history
         self.changes, self.dead_letters = s.topic("star-changes"), s.topic("starcast-dead-letters")
         self.topic = s.topic
 
@@ -36,6 +38,9 @@ class Publisher:
             metrics.star_changes.labels(direction=change["direction"]).inc()
         for seller, record in effects.monthly:
             outbox.put(self.official, partition, seller.encode(), orjson.dumps(record))  # = star-ratings-monthly
+            month = record["month"]
+            outbox.put(self.history, partition, history.key(seller, month), orjson.dumps(history.record(record)))
+            outbox.put(self.history, partition, history.key(seller, history.months_before(month, history.KEPT)), None)
             metrics.frozen.inc()
             metrics.froze(record["month"])
         for seller, record in effects.warnings:  # star-warnings is this table's changelog

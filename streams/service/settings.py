@@ -47,6 +47,21 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(text)
+    return value
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = tuple(part.strip().rstrip("/") for part in text.split(",") if part.strip())
+    for origin in origins:
+        if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+            raise ValueError(text)
+    return origins
+
+
 def _boolean(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -149,6 +164,22 @@ class Settings:
     api_token: str = field(default="", repr=False, metadata=spec(
         "STARCAST_API_TOKEN", "When set, the seller endpoints require `Authorization: Bearer <token>`.",
         "HTTP API", secret=True))
+    api_jwt_secret: str = field(default="", repr=False, metadata=spec(
+        "STARCAST_API_JWT_SECRET", "When set, seller tokens (JWT HS256, `sub` = seller id, with `exp`; "
+        "`starcast token` mints them) open their own seller's endpoints.", "HTTP API", secret=True))
+    metrics_token: str = field(default="", repr=False, metadata=spec(
+        "STARCAST_METRICS_TOKEN", "When set, `/metrics` requires `Authorization: Bearer <token>`.",
+        "HTTP API", secret=True))
+    api_rate: float = field(default=100.0, metadata=spec(
+        "STARCAST_API_RATE", "Requests a second each caller (the operator, each seller) may make to the "
+        "seller endpoints; more get 429 with Retry-After. 0: no limit.", "HTTP API", _non_negative,
+        "a number >= 0"))
+    api_burst: int = field(default=200, metadata=spec(
+        "STARCAST_API_BURST", "Requests a caller may make at once before STARCAST_API_RATE applies.",
+        "HTTP API", _integer(1), "an integer >= 1"))
+    api_cors_origins: tuple[str, ...] = field(default=(), metadata=spec(
+        "STARCAST_API_CORS_ORIGINS", "Origins (comma-separated, e.g. https://seller.example.com) whose "
+        "browsers may call the seller endpoints.", "HTTP API", _origins, "origins, comma-separated"))
     projection: bool = field(default=True, metadata=spec(
         "STARCAST_PROJECTION", "Compute each forecast's projection and send star-warnings; 0 publishes "
         "`projection: null` and no warnings, for about 2.5 times the throughput when a month's facts are "
