@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--offered", type=float, default=5_000, help="events/s offered for the latency figure")
     p.add_argument("--core", action="store_true", help="only the in-process rating core, no broker or Faust")
+    p.add_argument("--api", action="store_true",
+                   help="the seller API under concurrent clients while one worker handles --offered events/s")
+    p.add_argument("--clients", type=int, default=500, help="with --api: concurrent API clients")
+    p.add_argument("--seconds", type=float, default=20, help="with --api: how long the clients run")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
 
     args = parser.parse_args(argv)
@@ -158,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
             from streams.lab.bench_core import run_core_bench
 
             return run_core_bench(args.events, args.sellers, args.seed, args.json)
+        if args.api:
+            from streams.lab.bench_api import run_api_bench
+
+            month = args.events if args.events != 300_000 else 60_000  # a month to serve, not a throughput run
+            return run_api_bench(month, args.sellers, args.seed, args.offered, args.clients, args.seconds, args.json)
         from streams.lab.bench_service import run_service_bench
 
         return run_service_bench(args.events, args.sellers, args.seed, args.offered, args.json)

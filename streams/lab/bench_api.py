@@ -1,0 +1,75 @@
+"""`starcast bench --api`: the seller API under load while the worker handles a stream.
+
+One worker on the embedded broker rates a pre-produced month (its figure is the plain
+throughput, as in `starcast bench`), then, while events that continue the month arrive at
+`offered` events a second, `clients` concurrent clients (streams/lab/api_load.py, its own
+process) ask for sellers' forecasts and actions for `seconds`. Printed: requests a second,
+p50/p99 latency and statuses, and how many events the worker handled meanwhile. Nothing is
+asserted; both processes share the machine's cores with the broker.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+from streams.core.timeutil import format_ts, parse_ts
+from streams.lab.bench_service import PARTITIONS, PREFIX, _events_handled
+from streams.local.broker import EmbeddedBroker
+from streams.local.simulate import events as simulate
+from streams.testing import WorkerProcess, event_messages, send
+
+TOKEN = "bench-operator-token"
+
+
+def run_api_bench(n_events: int, n_sellers: int, seed: int, offered: float, clients: int, seconds: float,
+                  as_json: bool) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="starcast-bench-api-"))
+    broker = EmbeddedBroker().start()
+    worker = WorkerProcess(broker.url, PREFIX, workdir, "api", partitions=PARTITIONS,
+                           extra_env={"STARCAST_API_TOKEN": TOKEN, "STARCAST_API_RATE": "0"})
+    report: dict = {"events": n_events, "sellers": n_sellers, "offered_per_s": offered, "clients": clients,
+                    "seconds": seconds}
+    try:
+        events = list(simulate(n_events, n_sellers, seed=seed))
+        send(broker.bootstrap, event_messages(PREFIX, events))
+        worker.start().wait_ready(timeout=300)
+        deadline = time.monotonic() + 120 + n_events / 500
+        while _events_handled(worker) < n_events:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not handle the month; see {workdir}")
+            time.sleep(0.5)
+        sellers = sorted({e["seller_id"] for e in events})
+        since = format_ts(max(parse_ts(e["ts"]) for e in events) + 1)
+        stream = list(simulate(int(offered * (seconds + 5)), n_sellers, seed=seed + 1, start=since, days=2))
+        sender = threading.Thread(target=send, args=(broker.bootstrap, event_messages(PREFIX, stream)),
+                                  kwargs={"rate": offered}, daemon=True)
+        handled_before = _events_handled(worker)
+        sender.start()
+        time.sleep(2)  # the stream first, then the clients
+        started = time.monotonic()
+        out = subprocess.run([sys.executable, "-m", "streams.lab.api_load", worker.base, str(seconds), str(clients),
+                              TOKEN, *sellers], capture_output=True, timeout=seconds + 120, check=True)
+        elapsed = time.monotonic() - started
+        report["api"] = orjson.loads(out.stdout.splitlines()[-1])
+        report["events_handled_per_s_meanwhile"] = round((_events_handled(worker) - handled_before) / (elapsed + 2))
+    finally:
+        worker.stop()
+        broker.stop()
+    if as_json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    api = report["api"]
+    print(f"starcast API bench: one worker, {n_sellers:,} sellers, {clients} concurrent clients for {seconds:.0f} s "
+          f"while events arrive at {offered:,.0f}/s")
+    print(f"  GET /sellers/{{id}} and /actions: {api['requests_per_s']:,} requests/s, "
+          f"p50 {api['p50_s'] * 1000:.0f} ms, p99 {api['p99_s'] * 1000:.0f} ms, max {api['max_s'] * 1000:.0f} ms; "
+          f"statuses {api['statuses']}")
+    print(f"  events handled meanwhile: {report['events_handled_per_s_meanwhile']:,}/s")
+    return 0
