@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop by itself this long after the simulation was sent (default: run until Ctrl-C)")
     p.add_argument("--replay-sample", action="store_true", help="only replay the bundled sample file and exit")
 
+    p = sub.add_parser("notify", help="POST output records to a webhook, signed, at least once, in order per seller")
+    p.add_argument("--webhook", required=True, help="the receiver's URL")
+    p.add_argument("--topics", default="star-changes,star-warnings", help="output topics, comma-separated")
+    p.add_argument("--tries", type=int, default=5, help="attempts before a record is parked on starcast-notify-failed")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds per POST")
+
     p = sub.add_parser("token", help="mint a seller's API token (JWT HS256) with STARCAST_API_JWT_SECRET")
     p.add_argument("--seller", required=True, help="the seller id the token opens")
     p.add_argument("--ttl", default="1h", help="how long it is valid: seconds, or a number with s, m, h or d")
@@ -93,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             return run(args.file, selection, args.at, sys.stdout.buffer)
         except ValueError as exc:
             parser.error(f"--at: {exc}")
+    if args.command == "notify":
+        from streams.notify import run_notifier
+
+        return run_notifier(args.webhook, [t.strip() for t in args.topics.split(",") if t.strip()],
+                            max(args.tries, 1), args.timeout)
     if args.command == "token":
         return _token(args.seller, args.ttl)
     if args.command == "worker":

@@ -180,6 +180,9 @@ class Settings:
     api_cors_origins: tuple[str, ...] = field(default=(), metadata=spec(
         "STARCAST_API_CORS_ORIGINS", "Origins (comma-separated, e.g. https://seller.example.com) whose "
         "browsers may call the seller endpoints.", "HTTP API", _origins, "origins, comma-separated"))
+    webhook_secret: str = field(default="", repr=False, metadata=spec(
+        "STARCAST_WEBHOOK_SECRET", "`starcast notify`: the key of each POST's X-Starcast-Signature "
+        "(HMAC-SHA256 of the body); required by that command.", "Webhooks", secret=True))
     projection: bool = field(default=True, metadata=spec(
         "STARCAST_PROJECTION", "Compute each forecast's projection and send star-warnings; 0 publishes "
         "`projection: null` and no warnings, for about 2.5 times the throughput when a month's facts are "
@@ -227,6 +230,19 @@ class Settings:
             return faust.SASLCredentials(username=self.broker_sasl_username, password=self.broker_sasl_password,
                                          mechanism=self.broker_sasl_mechanism, ssl_context=context)
         return faust.SSLCredentials(context) if context is not None else None
+
+    def aiokafka_options(self) -> dict[str, Any]:
+        """Connection keyword arguments for a plain aiokafka client (`starcast notify`)."""
+        hosts = ",".join(part.split("://", 1)[-1] for part in self.broker.split(";"))
+        options: dict[str, Any] = {"bootstrap_servers": hosts}
+        context = self.ssl_context()
+        if self.broker_sasl_username:
+            options.update(security_protocol="SASL_SSL" if context else "SASL_PLAINTEXT", ssl_context=context,
+                           sasl_mechanism=self.broker_sasl_mechanism, sasl_plain_username=self.broker_sasl_username,
+                           sasl_plain_password=self.broker_sasl_password)
+        elif context is not None:
+            options.update(security_protocol="SSL", ssl_context=context)
+        return options
 
     def faust_options(self) -> dict[str, Any]:
         """The Faust app settings these settings give."""
