@@ -34,6 +34,7 @@ from streams.core.rulebook import load
 from streams.service import kafka
 from streams.service.freeze_hold import FreezeHold
 from streams.service.http import register_views
+from streams.service.live import KINDS, Hub, event_of
 from streams.service.metrics import Metrics
 from streams.service.positions import InputPositions
 from streams.service.processor import GroupedProcessor, Incoming, RatingProcessor, Tick, defer_freeze
@@ -226,7 +227,32 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
             for partition in range(s.partitions):
                 await ticks.send(value=orjson.dumps({"now": now}), partition=partition)
 
-    register_views(app, settings=s, processor=processor, rulebook=rulebook, selection=selection,
+    hub = Hub()  # live.py: seller pages' streams, fed from the output topics below
+    live_topics = {s.topic(name): name for name in KINDS}
+
+    @app.task
+    async def live_fanout() -> None:
+        """Every output record to the hub: each worker reads all partitions itself, so it can
+        stream any seller whoever owns it, across rebalances."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        await started.wait()
+        consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **s.aiokafka_options())
+        await consumer.start()
+        try:
+            consumer.assign([TopicPartition(t, p) for t in live_topics for p in range(s.partitions)])
+            await consumer.seek_to_end()
+            while True:
+                for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                    name = live_topics[tp.topic]
+                    for record in records:
+                        if record.key and record.value is not None:
+                            hub.publish(record.key.decode("utf-8", "replace"),
+                                        event_of(name, tp.partition, record.offset, record.value))
+        finally:
+            await consumer.stop()
+
+    register_views(app, settings=s, processor=processor, rulebook=rulebook, selection=selection, hub=hub,
                    forecasts=forecasts, official=official, history=history, started=started, metrics=metrics,
                    update_gauges=upkeep.update_gauges)
     return app

@@ -22,6 +22,7 @@ import time
 from importlib import resources
 from typing import Any, Awaitable, Callable
 
+import aiohttp
 import faust
 import orjson
 from aiohttp import web as aiohttp_web
@@ -36,6 +37,7 @@ from streams.core.timeutil import format_ts, parse_ts
 from streams.core.whatif import MAX_EVENTS, hypothetical, what_if
 from streams.service import history as monthly
 from streams.service.access import Access, Denied
+from streams.service.live import Hub
 from streams.service.metrics import Metrics
 from streams.service.settings import Settings
 
@@ -46,6 +48,8 @@ MAX_BODY = 1 << 20  # bytes a what-if body may have
 SELLER_ID_MAX_BYTES = 128
 FORWARDED = "X-Starcast-Forwarded"
 DEFAULT_MONTHS = 12
+HEARTBEAT_SECONDS = 15.0
+TOKEN_COOKIE = "starcast_token"
 
 
 def openapi_document() -> dict[str, Any]:
@@ -83,7 +87,7 @@ def months_param(request: Any) -> int:
 
 
 def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebook: AnyBook,
-                   selection: RulebookSelection | None, forecasts: faust.Table, official: faust.Table,
+                   selection: RulebookSelection | None, hub: Hub, forecasts: faust.Table, official: faust.Table,
                    history: faust.Table, started: asyncio.Event, metrics: Metrics,
                    update_gauges: Callable[[], None]) -> None:
     access = Access(settings.api_token, settings.api_jwt_secret, settings.metrics_token, settings.api_rate,
@@ -271,6 +275,74 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
                                      status=400)
                 return self.json(rating)
             return await for_seller(self, request, seller_id, local)
+
+    @app.page("/sellers/{seller_id}/stream")
+    class SellerStream(Endpoint):
+        """Server-Sent Events: the current forecast first, then the seller's forecasts,
+        warnings and official records as they are published, a comment every 15 s. Served by
+        any worker (each reads the output topics itself). EventSource cannot set headers, so
+        the token may also come as `?token=` or the `starcast_token` cookie."""
+
+        template = "/sellers/{seller_id}/stream"
+
+        async def get(self, request: Any, seller_id: str) -> Any:
+            check_seller_id(seller_id)
+            token = request.query.get("token") or request.cookies.get(TOKEN_COOKIE)
+            authorization = request.headers.get("Authorization") or (f"Bearer {token}" if token else None)
+            principal = access.principal(authorization)
+            access.authorize(principal, seller_id)
+            access.throttle(principal)
+            check_query(request, frozenset({"token"}))
+            if not started.is_set():
+                raise Denied(503, "starting", {"Retry-After": "1"})
+            response = aiohttp_web.StreamResponse(headers={
+                "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            origin = request.headers.get("Origin")
+            if origin and origin in origins:
+                response.headers["Access-Control-Allow-Origin"] = origin
+            subscriber, missed = hub.subscribe(seller_id, request.headers.get("Last-Event-ID"))
+            try:
+                await response.prepare(request)
+                if missed is None:  # a new stream, or one whose last event is no longer kept
+                    current = await current_forecast(request, seller_id, authorization)
+                    snapshot = b"id: %s\nevent: snapshot\ndata: %s\n\n" % (
+                        (hub.latest_id(seller_id) or "0").encode(), current or b"null")
+                    await response.write(snapshot)
+                else:
+                    for event in missed:
+                        await response.write(event.encode())
+                while not subscriber.dropped.is_set():
+                    try:
+                        event = await asyncio.wait_for(subscriber.queue.get(), HEARTBEAT_SECONDS)
+                    except asyncio.TimeoutError:
+                        await response.write(b": heartbeat\n\n")
+                        continue
+                    await response.write(event.encode())
+                return response  # dropped for falling behind: the client reconnects with Last-Event-ID
+            except ConnectionResetError:  # the client went away
+                return response
+            finally:
+                hub.unsubscribe(seller_id, subscriber)
+
+    async def current_forecast(request: Any, seller_id: str, authorization: str | None) -> bytes | None:
+        """The seller's forecast from the worker that owns it (this one or another)."""
+        data = forecasts.get(seller_id.encode())
+        if data is not None:
+            return bytes(data)
+        try:
+            owner = URL(str(app.router.key_store(forecasts.name, seller_id)))
+        except KeyError:
+            return None
+        here = URL(str(app.conf.canonical_url))
+        if (owner.host, owner.port) == (here.host, here.port):
+            return None
+        headers = {FORWARDED: "1", **({"Authorization": authorization} if authorization else {})}
+        url = request.url.with_host(owner.host).with_port(owner.port).with_path(f"/sellers/{seller_id}").with_query({})
+        try:
+            async with app.http_client.get(url, headers=headers) as answer:
+                return await answer.read() if answer.status == 200 else None
+        except aiohttp.ClientError:
+            return None
 
     @app.page("/openapi.json")
     class OpenApi(Endpoint):
