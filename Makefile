@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 .PHONY: run test check lint types unit integration bench ops-tools docs
 
 # Debian's prometheus (with promtool), alertmanager (amtool) and docker-compose: the ops tests
-# check the files with them and run a real Prometheus against a worker.
-OPS_TOOLS := prometheus promtool amtool docker-compose
+# check the files with them and run a real Prometheus against a worker. Debian's chromium and
+# chromedriver: the seller page's browser tests (never a browser download).
+OPS_TOOLS := prometheus promtool amtool docker-compose chromium chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/.installed: pyproject.toml
@@ -24,7 +25,7 @@ ops-tools:
 	if [ -n "$$missing" ]; then \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-			prometheus prometheus-alertmanager docker-compose >/dev/null; \
+			prometheus prometheus-alertmanager docker-compose chromium chromium-driver >/dev/null; \
 	fi
 
 lint: $(BIN)/.installed

@@ -39,6 +39,7 @@ from streams.service import history as monthly
 from streams.service.access import Access, Denied
 from streams.service.live import Hub
 from streams.service.metrics import Metrics
+from streams.service.page import overview_page, seller_page
 from streams.service.settings import Settings
 
 log = logging.getLogger("starcast")
@@ -75,6 +76,13 @@ def check_query(request: Any, allowed: frozenset[str] = frozenset()) -> None:
     for name in allowed:
         if len(request.query.getall(name, [])) > 1:
             raise Denied(400, f"query parameter {name!r} given more than once")
+
+
+def authorization_of(request: Any) -> str | None:
+    """The Authorization header, or a bearer made of the `token` query parameter or cookie
+    (a browser's EventSource and links cannot set headers)."""
+    token = request.query.get("token") or request.cookies.get(TOKEN_COOKIE)
+    return request.headers.get("Authorization") or (f"Bearer {token}" if token else None)
 
 
 def months_param(request: Any) -> int:
@@ -140,7 +148,8 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
         """Check the id, the caller and the request's shape (a POST's body: a JSON array of at
         most MAX_EVENTS, given to `local`), then answer here if this worker owns the seller."""
         check_seller_id(seller_id)
-        principal = access.principal(request.headers.get("Authorization"))
+        authorization = authorization_of(request) if "token" in query else request.headers.get("Authorization")
+        principal = access.principal(authorization)
         access.authorize(principal, seller_id)
         access.throttle(principal)
         check_query(request, query)
@@ -151,10 +160,11 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
             body, payload = await json_array(request)
         if not started.is_set():
             raise Denied(503, "starting", {"Retry-After": "1"})
-        forwarded = await forward(view, request, seller_id, body)
+        forwarded = await forward(view, request, seller_id, body, authorization)
         return forwarded if forwarded is not None else await local(payload)
 
-    async def forward(view: Endpoint, request: Any, seller_id: str, body: bytes | None) -> Any:
+    async def forward(view: Endpoint, request: Any, seller_id: str, body: bytes | None,
+                      authorization: str | None) -> Any:
         """The owner's answer, or None when this worker owns the seller (or the request was
         forwarded already)."""
         if request.headers.get(FORWARDED):
@@ -166,8 +176,9 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
         here = URL(str(app.conf.canonical_url))
         if (owner.host, owner.port) == (here.host, here.port):
             return None
-        headers = {name: request.headers[name] for name in ("Authorization", "Content-Type")
-                   if name in request.headers}
+        headers = {name: request.headers[name] for name in ("Content-Type",) if name in request.headers}
+        if authorization:
+            headers["Authorization"] = authorization
         headers[FORWARDED] = "1"
         url = request.url.with_host(owner.host).with_port(owner.port)
         async with app.http_client.request(request.method, url, headers=headers, data=body) as answer:
@@ -287,8 +298,7 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
 
         async def get(self, request: Any, seller_id: str) -> Any:
             check_seller_id(seller_id)
-            token = request.query.get("token") or request.cookies.get(TOKEN_COOKIE)
-            authorization = request.headers.get("Authorization") or (f"Bearer {token}" if token else None)
+            authorization = authorization_of(request)
             principal = access.principal(authorization)
             access.authorize(principal, seller_id)
             access.throttle(principal)
@@ -343,6 +353,38 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
                 return await answer.read() if answer.status == 200 else None
         except aiohttp.ClientError:
             return None
+
+    @app.page("/sellers/{seller_id}/page")
+    class SellerPage(Endpoint):
+        template = "/sellers/{seller_id}/page"
+
+        async def get(self, request: Any, seller_id: str) -> Any:
+            async def local(_: Any) -> Any:
+                rating = document_of(forecasts, seller_id)
+                rater, engine, state, clock = seller_clock(seller_id)
+                if rating is None:
+                    raise Denied(404, f"unknown seller {seller_id!r}")
+                as_of = max(clock, parse_ts(rating["as_of"]))
+                found = engine.model.actions(seller_id, state, rating, as_of) if state is not None else None
+                months = [orjson.loads(bytes(data)) for month in monthly.recent_months(rater.month_of(clock), 13)
+                          if (data := history.get(monthly.key(seller_id, month))) is not None][:12]
+                html = seller_page(rating, found, months, request.query.get("token"))
+                return self.bytes(html.encode(), content_type="text/html")
+            return await for_seller(self, request, seller_id, local, frozenset({"token"}))
+
+    @app.page("/")
+    class Overview(Endpoint):
+        template = "/"
+
+        async def get(self, request: Any) -> Any:
+            check_query(request, frozenset({"token"}))
+            principal = access.principal(authorization_of(request))
+            if principal.kind == "seller":
+                raise Denied(403, "the overview is for operators")
+            access.throttle(principal)
+            ratings = sorted(processor.published.values(), key=lambda r: (-r["stars"], r["seller_id"]))
+            html = overview_page(ratings, request.query.get("token"))
+            return self.bytes(html.encode(), content_type="text/html")
 
     @app.page("/openapi.json")
     class OpenApi(Endpoint):
