@@ -250,6 +250,7 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
                             hub.publish(record.key.decode("utf-8", "replace"),
                                         event_of(name, tp.partition, record.offset, record.value))
         finally:
+            hub.close()  # the worker stops: end the streams, or the web server waits for them
             await consumer.stop()
 
     register_views(app, settings=s, processor=processor, rulebook=rulebook, selection=selection, hub=hub,

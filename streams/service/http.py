@@ -321,11 +321,17 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
                 else:
                     for event in missed:
                         await response.write(event.encode())
+                beat = time.monotonic()
                 while not subscriber.dropped.is_set():
+                    transport = request.transport
+                    if transport is None or transport.is_closing() or app.should_stop:  # gone, or stopping
+                        break
                     try:
-                        event = await asyncio.wait_for(subscriber.queue.get(), HEARTBEAT_SECONDS)
+                        event = await asyncio.wait_for(subscriber.queue.get(), 1.0)
                     except asyncio.TimeoutError:
-                        await response.write(b": heartbeat\n\n")
+                        if time.monotonic() - beat >= HEARTBEAT_SECONDS:
+                            await response.write(b": heartbeat\n\n")
+                            beat = time.monotonic()
                         continue
                     await response.write(event.encode())
                 return response  # dropped for falling behind: the client reconnects with Last-Event-ID

@@ -90,6 +90,13 @@ class Hub:
             if not subscribers:
                 del self._subscribers[seller_id]
 
+    def close(self) -> None:
+        """End every stream (the worker stops): each subscriber is told as if dropped."""
+        for subscribers in list(self._subscribers.values()):
+            for subscriber in subscribers:
+                subscriber.dropped.set()
+        self._subscribers.clear()
+
     def latest_id(self, seller_id: str) -> str | None:
         recent = self._recent.get(seller_id)
         return recent[-1].id if recent else None
