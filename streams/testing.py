@@ -100,6 +100,15 @@ class WorkerProcess:
         return self.log.read_text(errors="replace").count("Setting newly assigned partitions")
 
 
+def start_all(workers: list[WorkerProcess]) -> list[WorkerProcess]:
+    """Start every worker, then wait until each is ready (they join their group together)."""
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.wait_ready()
+    return workers
+
+
 async def _send(bootstrap: str, messages: list[tuple[str, bytes | None, bytes, int | None]], rate: float) -> None:
     from aiokafka import AIOKafkaProducer
 

@@ -61,7 +61,7 @@ def what_if(model: RatingModel[Any], seller_id: str, state: SellerFacts | None, 
     copy: Any = model.new_state(seller_id) if state is None else model.state_from_entities(
         seller_id, [(kind, key, data) for (kind, key), data in state.entities()])
     if state is not None:
-        copy.clock = max([state.clock or 0, *copy.fact_instants()]) or None
+        copy.clock = state.clock  # the largest ts applied (not rewritten with every event's entities)
     invalid = []
     for index, event in enumerate(events):
         try:

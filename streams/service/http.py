@@ -143,16 +143,22 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
                 "Access-Control-Allow-Headers": "Authorization, Content-Type",
                 "Access-Control-Max-Age": "600"})
 
-    async def for_seller(view: Endpoint, request: Any, seller_id: str, local: Callable[[Any], Awaitable[Any]],
-                         query: frozenset[str] = frozenset(), check: Callable[[Any], Any] | None = None) -> Any:
-        """Check the id, the caller and the request's shape (a POST's body: a JSON array of at
-        most MAX_EVENTS, given to `local`), then answer here if this worker owns the seller."""
+    def admit(request: Any, seller_id: str, query: frozenset[str]) -> str | None:
+        """Check the id, the caller (a `token` query parameter or cookie counts when `query`
+        allows `token`) and the query; the Authorization the caller gave."""
         check_seller_id(seller_id)
         authorization = authorization_of(request) if "token" in query else request.headers.get("Authorization")
         principal = access.principal(authorization)
         access.authorize(principal, seller_id)
         access.throttle(principal)
         check_query(request, query)
+        return authorization
+
+    async def for_seller(view: Endpoint, request: Any, seller_id: str, local: Callable[[Any], Awaitable[Any]],
+                         query: frozenset[str] = frozenset(), check: Callable[[Any], Any] | None = None) -> Any:
+        """Check the id, the caller and the request's shape (a POST's body: a JSON array of at
+        most MAX_EVENTS, given to `local`), then answer here if this worker owns the seller."""
+        authorization = admit(request, seller_id, query)
         if check is not None:
             check(request)
         body, payload = None, None
@@ -170,11 +176,10 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
         if request.headers.get(FORWARDED):
             return None
         try:
-            owner = URL(str(app.router.key_store(forecasts.name, seller_id)))
+            owner = owner_of(seller_id)
         except KeyError:
             raise Denied(503, "the seller's partition has no owner right now", {"Retry-After": "1"})
-        here = URL(str(app.conf.canonical_url))
-        if (owner.host, owner.port) == (here.host, here.port):
+        if owner is None:
             return None
         headers = {name: request.headers[name] for name in ("Content-Type",) if name in request.headers}
         if authorization:
@@ -187,6 +192,13 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
             if "Retry-After" in answer.headers:
                 response.headers["Retry-After"] = answer.headers["Retry-After"]
             return response
+
+    def owner_of(seller_id: str) -> URL | None:
+        """The URL of the worker owning the seller's partition, None when it is this one;
+        KeyError when no worker owns it right now."""
+        owner = URL(str(app.router.key_store(forecasts.name, seller_id)))
+        here = URL(str(app.conf.canonical_url))
+        return None if (owner.host, owner.port) == (here.host, here.port) else owner
 
     async def json_array(request: Any) -> tuple[bytes, list]:
         if request.content_type != "application/json":
@@ -217,6 +229,23 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
         engine, state, clock = rater.lookup(seller_id)
         return rater, engine, state, clock if clock is not None else int(time.time() * 1000)
 
+    def rated(seller_id: str) -> tuple[dict, Any, Any, Any, int, int]:
+        """The seller's published forecast, processor, engine, state (None if not held), the
+        partition clock, and the later of that clock and the forecast's as_of; Denied(404)
+        without a forecast."""
+        rating = document_of(forecasts, seller_id)
+        if rating is None:
+            raise Denied(404, f"unknown seller {seller_id!r}")
+        rater, engine, state, clock = seller_clock(seller_id)
+        return rating, rater, engine, state, clock, max(clock, parse_ts(rating["as_of"]))
+
+    def official_months(seller_id: str, rater: Any, clock: int, months: int) -> list[dict]:
+        """The seller's latest `months` official records, newest first (the current month, not
+        frozen yet, is looked at too)."""
+        found = (history.get(monthly.key(seller_id, month))
+                 for month in monthly.recent_months(rater.month_of(clock), months + 1))
+        return [orjson.loads(bytes(data)) for data in found if data is not None][:months]
+
     def stored(table: faust.Table, missing: str) -> type[Endpoint]:
         """A view of the seller's document in `table`, as stored (404: `missing`)."""
         class Stored(Endpoint):
@@ -243,16 +272,11 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
 
         async def get(self, request: Any, seller_id: str) -> Any:
             async def local(_: Any) -> Any:
-                months = months_param(request)
                 rater, _, _, clock = seller_clock(seller_id)
-                records = []
-                for month in monthly.recent_months(rater.month_of(clock), months + 1):
-                    data = history.get(monthly.key(seller_id, month))
-                    if data is not None:
-                        records.append(orjson.loads(bytes(data)))
+                records = official_months(seller_id, rater, clock, months_param(request))
                 if not records and forecasts.get(seller_id.encode()) is None:
                     raise Denied(404, f"unknown seller {seller_id!r}")
-                return self.json({"seller_id": seller_id, "months": records[:months]})
+                return self.json({"seller_id": seller_id, "months": records})
             return await for_seller(self, request, seller_id, local, frozenset({"months"}), months_param)
 
     @app.page("/sellers/{seller_id}/actions")
@@ -261,11 +285,9 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
 
         async def get(self, request: Any, seller_id: str) -> Any:
             async def local(_: Any) -> Any:
-                rating = document_of(forecasts, seller_id)
-                _, engine, state, clock = seller_clock(seller_id)
-                if rating is None or state is None:
+                rating, _, engine, state, _, as_of = rated(seller_id)
+                if state is None:
                     raise Denied(404, f"unknown seller {seller_id!r}")
-                as_of = max(clock, parse_ts(rating["as_of"]))
                 return self.json({"seller_id": seller_id, "as_of": format_ts(as_of),
                                   **seller_actions(engine.model.actions(seller_id, state, rating, as_of), rating)})
             return await for_seller(self, request, seller_id, local)
@@ -297,12 +319,7 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
         template = "/sellers/{seller_id}/stream"
 
         async def get(self, request: Any, seller_id: str) -> Any:
-            check_seller_id(seller_id)
-            authorization = authorization_of(request)
-            principal = access.principal(authorization)
-            access.authorize(principal, seller_id)
-            access.throttle(principal)
-            check_query(request, frozenset({"token"}))
+            authorization = admit(request, seller_id, frozenset({"token"}))
             if not started.is_set():
                 raise Denied(503, "starting", {"Retry-After": "1"})
             response = aiohttp_web.StreamResponse(headers={
@@ -346,11 +363,10 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
         if data is not None:
             return bytes(data)
         try:
-            owner = URL(str(app.router.key_store(forecasts.name, seller_id)))
+            owner = owner_of(seller_id)
         except KeyError:
             return None
-        here = URL(str(app.conf.canonical_url))
-        if (owner.host, owner.port) == (here.host, here.port):
+        if owner is None:
             return None
         headers = {FORWARDED: "1", **({"Authorization": authorization} if authorization else {})}
         url = request.url.with_host(owner.host).with_port(owner.port).with_path(f"/sellers/{seller_id}").with_query({})
@@ -366,14 +382,9 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
 
         async def get(self, request: Any, seller_id: str) -> Any:
             async def local(_: Any) -> Any:
-                rating = document_of(forecasts, seller_id)
-                rater, engine, state, clock = seller_clock(seller_id)
-                if rating is None:
-                    raise Denied(404, f"unknown seller {seller_id!r}")
-                as_of = max(clock, parse_ts(rating["as_of"]))
+                rating, rater, engine, state, clock, as_of = rated(seller_id)
                 found = engine.model.actions(seller_id, state, rating, as_of) if state is not None else None
-                months = [orjson.loads(bytes(data)) for month in monthly.recent_months(rater.month_of(clock), 13)
-                          if (data := history.get(monthly.key(seller_id, month))) is not None][:12]
+                months = official_months(seller_id, rater, clock, DEFAULT_MONTHS)
                 html = seller_page(rating, found, months, request.query.get("token"))
                 return self.bytes(html.encode(), content_type="text/html")
             return await for_seller(self, request, seller_id, local, frozenset({"token"}))

@@ -16,8 +16,8 @@ from streams.service.access import mint
 import pytest
 
 from streams.local.broker import EmbeddedBroker
-from tests.integration.test_streaming import (PARTITIONS, _prefixes, expected_ratings, produce_events,
-                                              scripted_month, tick_all)
+from tests.integration.test_streaming import (_prefixes, expected_ratings, produce_events, scripted_month,
+                                              tick_all, worker_pair)
 
 SECRET = "integration-secret-of-32-bytes-or-more"
 ENV = {"STARCAST_API_TOKEN": "op-token", "STARCAST_API_JWT_SECRET": SECRET}
@@ -44,13 +44,9 @@ def broker():
 
 def test_every_endpoint_answers_the_same_from_either_worker(broker, tmp_path):
     prefix = f"api{next(_prefixes)}-"
-    workers = [testing.WorkerProcess(broker.url, prefix, tmp_path, name, store="memory://", partitions=PARTITIONS,
-                                     extra_env=ENV) for name in ("a", "b")]
+    workers = worker_pair(broker, prefix, tmp_path, ENV)
     try:
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.wait_ready()
+        testing.start_all(workers)
         events = scripted_month()
         produce_events(broker, prefix, events)
         final = "2026-04-05T00:00:00Z"

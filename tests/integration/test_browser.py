@@ -26,7 +26,7 @@ from streams import testing
 from streams.local.broker import EmbeddedBroker
 from streams.service.access import mint
 from tests.conftest import Events as E
-from tests.integration.test_streaming import PARTITIONS, _prefixes, produce_events, scripted_month
+from tests.integration.test_streaming import _prefixes, produce_events, scripted_month, worker_pair
 
 SECRET = "browser-secret-of-at-least-32-bytes!"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -76,15 +76,11 @@ def test_the_seller_page_follows_the_stream_across_a_takeover(tmp_path):
     artifacts.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker().start()
     prefix = f"browser{next(_prefixes)}-"
-    workers = [testing.WorkerProcess(broker.url, prefix, tmp_path, name, store="memory://", partitions=PARTITIONS,
-                                     extra_env={"STARCAST_API_JWT_SECRET": SECRET}) for name in ("a", "b")]
+    workers = worker_pair(broker, prefix, tmp_path, {"STARCAST_API_JWT_SECRET": SECRET})
     token = mint(SECRET, "fading", 3600)
     driver = None
     try:
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.wait_ready()
+        testing.start_all(workers)
         produce_events(broker, prefix, scripted_month())
         wait(lambda: any(owns(w, token) for w in workers), 120, "no worker rated fading")
         owner = next(w for w in workers if owns(w, token))

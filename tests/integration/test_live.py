@@ -16,7 +16,7 @@ from streams import testing
 from streams.local.broker import EmbeddedBroker
 from streams.service.access import mint
 from tests.conftest import Events as E
-from tests.integration.test_streaming import PARTITIONS, _prefixes, produce_events, scripted_month
+from tests.integration.test_streaming import _prefixes, produce_events, scripted_month, worker_pair
 
 SECRET = "live-secret-of-at-least-32-bytes!!"
 
@@ -49,14 +49,10 @@ async def read_events(response: aiohttp.ClientResponse, n: int, timeout: float) 
 def test_a_produced_event_reaches_the_streams_of_both_workers(broker, tmp_path):
     prefix = f"live{next(_prefixes)}-"
     env = {"STARCAST_API_JWT_SECRET": SECRET}
-    workers = [testing.WorkerProcess(broker.url, prefix, tmp_path, name, store="memory://", partitions=PARTITIONS,
-                                     extra_env=env) for name in ("a", "b")]
+    workers = worker_pair(broker, prefix, tmp_path, env)
     token = mint(SECRET, "fading", 3600)
     try:
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.wait_ready()
+        testing.start_all(workers)
         produce_events(broker, prefix, scripted_month())
         deadline = time.monotonic() + 120
         while not _known(workers[0], token):

@@ -80,6 +80,12 @@ async def _produce(bootstrap: str, prefix: str, messages: list[tuple[str, bytes 
         await producer.stop()
 
 
+def worker_pair(broker: EmbeddedBroker, prefix: str, tmp_path, env: dict[str, str]) -> list[testing.WorkerProcess]:
+    """Two workers of one group, in-memory stores, `env` added (not started)."""
+    return [testing.WorkerProcess(broker.url, prefix, tmp_path, name, store="memory://", partitions=PARTITIONS,
+                                  extra_env=env) for name in ("a", "b")]
+
+
 def produce_events(broker, prefix, events) -> None:
     asyncio.run(_produce(broker.bootstrap, prefix, [
         (TOPICS[e["type"]], e["seller_id"].encode(), orjson.dumps(e), None) for e in events]))

@@ -193,9 +193,9 @@ class Intake:
                 heapq.heapreplace(heads, (queue[0][0], n, source))
                 continue
             heapq.heappop(heads)
-            if source in behind and source.partition in self._waiting_since:
-                continue  # it went anyway after max_idle: still does
-            if source in behind and not self.full():  # its next records may be older than the rest
+            # A source behind that runs out: its next records may be older than the rest, so its
+            # partition stops here, unless the intake is full or it already went after max_idle.
+            if source in behind and not self.full() and source.partition not in self._waiting_since:
                 partition = source.partition
                 heads = [head for head in heads if head[2].partition != partition]
                 heapq.heapify(heads)
