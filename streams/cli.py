@@ -28,9 +28,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("run", help="the one-command local stack: embedded broker, worker, API")
     p.add_argument("--simulate", action="store_true", help="also produce a simulated marketplace month")
-    p.add_argument("--sellers", type=int, default=200, help="sellers to simulate")
-    p.add_argument("--events", type=int, default=60_000, help="events to simulate")
-    p.add_argument("--rate", type=float, default=2_000, help="events per second to produce")
+    p.add_argument("--sellers", type=int, default=150, help="sellers to simulate")
+    p.add_argument("--events", type=int, default=None,
+                   help="events to simulate (default: what the sellers' plans make, about 800 each)")
+    p.add_argument("--rate", type=float, default=3_000, help="events per second to produce")
     p.add_argument("--until-done", type=float, default=0, metavar="SECONDS",
                    help="stop by itself this long after the simulation was sent (default: run until Ctrl-C)")
     p.add_argument("--replay-sample", action="store_true", help="only replay the bundled sample file and exit")
@@ -46,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ttl", default="1h", help="how long it is valid: seconds, or a number with s, m, h or d")
 
     p = sub.add_parser("simulate", help="print a synthetic month of marketplace events as JSON lines")
-    p.add_argument("--events", type=int, default=10_000)
+    p.add_argument("--events", type=int, default=None,
+                   help="scale the sellers' plans to about this many events (default: the plans' own "
+                        "size, about 800 a seller, where the spread of stars is a marketplace's)")
     p.add_argument("--sellers", type=int, default=40)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--start", default="2026-03-01T00:00:00Z",

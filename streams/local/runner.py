@@ -128,7 +128,8 @@ def run_stack(args: Namespace) -> int:
         if args.simulate:
             from streams.local.simulate import events
 
-            print(f"starcast: simulating {args.events:,} events for {args.sellers} sellers at "
+            size = f"{args.events:,} events" if args.events else "a month of events"
+            print(f"starcast: simulating {size} for {args.sellers} sellers at "
                   f"{args.rate:,.0f} events/s; Ctrl-C stops", flush=True)
             bootstrap = settings.broker.replace("kafka://", "")
             asyncio.run(produce(bootstrap, settings.topic_prefix, events(args.events, args.sellers, seed=11),
