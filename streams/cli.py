@@ -80,8 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--core", action="store_true", help="only the in-process rating core, no broker or Faust")
     p.add_argument("--api", action="store_true",
                    help="the seller API under concurrent clients while one worker handles --offered events/s")
-    p.add_argument("--clients", type=int, default=500, help="with --api: concurrent API clients")
-    p.add_argument("--seconds", type=float, default=20, help="with --api: how long the clients run")
+    p.add_argument("--sse", action="store_true",
+                   help="seller streams (one per seller, plus --idle held ones) while one worker handles --offered "
+                        "events/s for those sellers")
+    p.add_argument("--clients", type=int, default=None,
+                   help="concurrent clients: API clients with --api (default 500), streams with --sse (default 1000)")
+    p.add_argument("--idle", type=int, default=10_000, help="with --sse: idle streams held beside them")
+    p.add_argument("--seconds", type=float, default=20, help="with --api or --sse: how long the clients run")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
 
     args = parser.parse_args(argv)
@@ -180,7 +185,14 @@ def main(argv: list[str] | None = None) -> int:
             from streams.lab.bench_api import run_api_bench
 
             month = args.events if args.events != 300_000 else 60_000  # a month to serve, not a throughput run
-            return run_api_bench(month, args.sellers, args.seed, args.offered, args.clients, args.seconds, args.json)
+            return run_api_bench(month, args.sellers, args.seed, args.offered, args.clients or 500, args.seconds,
+                                 args.json)
+        if args.sse:
+            from streams.lab.bench_sse import run_sse_bench
+
+            month = args.events if args.events != 300_000 else 60_000
+            return run_sse_bench(month, args.sellers, args.seed, args.offered, args.clients or 1000, args.idle,
+                                 args.seconds, args.json)
         from streams.lab.bench_service import run_service_bench
 
         return run_service_bench(args.events, args.sellers, args.seed, args.offered, args.json)

@@ -15,7 +15,9 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import orjson
 
@@ -28,14 +30,15 @@ from streams.testing import WorkerProcess, event_messages, send
 TOKEN = "bench-operator-token"
 
 
-def run_api_bench(n_events: int, n_sellers: int, seed: int, offered: float, clients: int, seconds: float,
-                  as_json: bool) -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="starcast-bench-api-"))
+@contextmanager
+def serving_month(n_events: int, n_sellers: int, seed: int,
+                  name: str) -> Iterator[tuple[EmbeddedBroker, WorkerProcess, list[dict]]]:
+    """An embedded broker and one worker (operator token, no rate limit) that has rated a
+    simulated month of `n_events`; both stop on exit."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"starcast-bench-{name}-"))
     broker = EmbeddedBroker().start()
-    worker = WorkerProcess(broker.url, PREFIX, workdir, "api", partitions=PARTITIONS,
+    worker = WorkerProcess(broker.url, PREFIX, workdir, name, partitions=PARTITIONS,
                            extra_env={"STARCAST_API_TOKEN": TOKEN, "STARCAST_API_RATE": "0"})
-    report: dict = {"events": n_events, "sellers": n_sellers, "offered_per_s": offered, "clients": clients,
-                    "seconds": seconds}
     try:
         events = list(simulate(n_events, n_sellers, seed=seed))
         send(broker.bootstrap, event_messages(PREFIX, events))
@@ -45,9 +48,25 @@ def run_api_bench(n_events: int, n_sellers: int, seed: int, offered: float, clie
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the worker did not handle the month; see {workdir}")
             time.sleep(0.5)
+        yield broker, worker, events
+    finally:
+        worker.stop()
+        broker.stop()
+
+
+def continuing(events: list[dict], count: int, n_sellers: int, seed: int) -> list[dict]:
+    """`count` events for the first `n_sellers` sellers that continue `events` in event time."""
+    since = format_ts(max(parse_ts(e["ts"]) for e in events) + 1)
+    return list(simulate(count, n_sellers, seed=seed, start=since, days=2))
+
+
+def run_api_bench(n_events: int, n_sellers: int, seed: int, offered: float, clients: int, seconds: float,
+                  as_json: bool) -> int:
+    report: dict = {"events": n_events, "sellers": n_sellers, "offered_per_s": offered, "clients": clients,
+                    "seconds": seconds}
+    with serving_month(n_events, n_sellers, seed, "api") as (broker, worker, events):
         sellers = sorted({e["seller_id"] for e in events})
-        since = format_ts(max(parse_ts(e["ts"]) for e in events) + 1)
-        stream = list(simulate(int(offered * (seconds + 5)), n_sellers, seed=seed + 1, start=since, days=2))
+        stream = continuing(events, int(offered * (seconds + 5)), n_sellers, seed + 1)
         sender = threading.Thread(target=send, args=(broker.bootstrap, event_messages(PREFIX, stream)),
                                   kwargs={"rate": offered}, daemon=True)
         handled_before = _events_handled(worker)
@@ -59,9 +78,6 @@ def run_api_bench(n_events: int, n_sellers: int, seed: int, offered: float, clie
         elapsed = time.monotonic() - started
         report["api"] = orjson.loads(out.stdout.splitlines()[-1])
         report["events_handled_per_s_meanwhile"] = round((_events_handled(worker) - handled_before) / (elapsed + 2))
-    finally:
-        worker.stop()
-        broker.stop()
     if as_json:
         print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
         return 0

@@ -237,12 +237,19 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         await started.wait()
-        consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **s.aiokafka_options())
+        # A short fetch wait: a broker that answers an empty fetch only when the wait is up (the
+        # embedded one does) would otherwise add up to aiokafka's 500 ms to every delivery.
+        consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50,
+                                    **s.aiokafka_options())
         await consumer.start()
         try:
             consumer.assign([TopicPartition(t, p) for t in live_topics for p in range(s.partitions)])
             await consumer.seek_to_end()
-            while True:
+            beat = time.monotonic()
+            while not app.should_stop:  # stopping ends the streams, or the web server waits for them
+                if time.monotonic() - beat >= 1.0:
+                    hub.heartbeat()  # each stream's every 15 s, spread over the seconds
+                    beat = time.monotonic()
                 for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
                     name = live_topics[tp.topic]
                     for record in records:

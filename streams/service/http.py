@@ -37,7 +37,7 @@ from streams.core.timeutil import format_ts, parse_ts
 from streams.core.whatif import MAX_EVENTS, hypothetical, what_if
 from streams.service import history as monthly
 from streams.service.access import Access, Denied
-from streams.service.live import Hub
+from streams.service.live import HEARTBEAT, Hub
 from streams.service.metrics import Metrics
 from streams.service.page import overview_page, seller_page
 from streams.service.settings import Settings
@@ -49,7 +49,6 @@ MAX_BODY = 1 << 20  # bytes a what-if body may have
 SELLER_ID_MAX_BYTES = 128
 FORWARDED = "X-Starcast-Forwarded"
 DEFAULT_MONTHS = 12
-HEARTBEAT_SECONDS = 15.0
 TOKEN_COOKIE = "starcast_token"
 
 
@@ -338,19 +337,12 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
                 else:
                     for event in missed:
                         await response.write(event.encode())
-                beat = time.monotonic()
                 while not subscriber.dropped.is_set():
+                    event = await subscriber.queue.get()  # the hub's heartbeat or end wakes it too
                     transport = request.transport
-                    if transport is None or transport.is_closing() or app.should_stop:  # gone, or stopping
+                    if event is None or transport is None or transport.is_closing():  # ended, or gone
                         break
-                    try:
-                        event = await asyncio.wait_for(subscriber.queue.get(), 1.0)
-                    except asyncio.TimeoutError:
-                        if time.monotonic() - beat >= HEARTBEAT_SECONDS:
-                            await response.write(b": heartbeat\n\n")
-                            beat = time.monotonic()
-                        continue
-                    await response.write(event.encode())
+                    await response.write(b": heartbeat\n\n" if event is HEARTBEAT else event.encode())
                 return response  # dropped for falling behind: the client reconnects with Last-Event-ID
             except ConnectionResetError:  # the client went away
                 return response

@@ -4,6 +4,11 @@ Every worker reads star-forecasts, star-warnings and star-ratings-monthly itself
 partitions, from their end when it starts) and publishes each record to the hub under its
 seller, so any worker streams any seller and a rebalance changes nothing for a stream.
 
+A stream costs nothing while idle: its handler waits on its queue alone. The hub's `heartbeat`,
+called every second, wakes one fifteenth of the subscribers (each every 15 s, spread so that
+10,000 idle streams never beat together), and `close` wakes all of them to end; no stream
+keeps a timer of its own.
+
 Bounded everywhere:
 - each subscriber has a queue of `queue` events; one that falls that far behind is dropped
   (its stream ends, the client reconnects with Last-Event-ID);
@@ -40,10 +45,24 @@ def event_of(topic: str, partition: int, offset: int, value: bytes) -> LiveEvent
     return LiveEvent(f"{kind[0]}{partition}-{offset}", kind, value)
 
 
+HEARTBEAT_SECONDS = 15.0
+HEARTBEAT = LiveEvent("", "heartbeat", b"")  # a queue marker: the handler writes a comment line
+
+
 @dataclass(eq=False)
 class Subscriber:
+    """A stream's queue of LiveEvents; None in the queue, or `dropped` set, ends the stream."""
+
     queue: asyncio.Queue
+    phase: int = 0  # the second, modulo HEARTBEAT_SECONDS, of its heartbeats
     dropped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def end(self) -> None:
+        self.dropped.set()
+        try:
+            self.queue.put_nowait(None)  # wakes a handler waiting on an empty queue
+        except asyncio.QueueFull:
+            pass  # a full queue: the handler is busy and sees `dropped` at its next event
 
 
 class Hub:
@@ -51,6 +70,8 @@ class Hub:
         self.replay, self.max_sellers, self.queue_size = replay, sellers, queue
         self._recent: OrderedDict[str, deque[LiveEvent]] = OrderedDict()
         self._subscribers: dict[str, set[Subscriber]] = {}
+        self._seconds = 0  # heartbeat calls so far
+        self._subscribed = 0
         self.dropped = 0  # subscribers dropped for being slow
 
     def publish(self, seller_id: str, event: LiveEvent) -> None:
@@ -63,7 +84,7 @@ class Hub:
                 subscriber.queue.put_nowait(event)
             except asyncio.QueueFull:
                 self.dropped += 1
-                subscriber.dropped.set()
+                subscriber.end()
                 self.unsubscribe(seller_id, subscriber)
 
     def subscribe(self, seller_id: str, last_event_id: str | None = None) -> tuple[Subscriber, list[LiveEvent] | None]:
@@ -74,7 +95,8 @@ class Hub:
             recent = deque(maxlen=self.replay)
         self._recent[seller_id] = recent  # the most recently subscribed to, last
         self._forget()
-        subscriber = Subscriber(asyncio.Queue(self.queue_size))
+        self._subscribed += 1
+        subscriber = Subscriber(asyncio.Queue(self.queue_size), self._subscribed % int(HEARTBEAT_SECONDS))
         self._subscribers.setdefault(seller_id, set()).add(subscriber)
         missed: list[LiveEvent] | None = None
         if last_event_id:
@@ -94,8 +116,18 @@ class Hub:
         """End every stream (the worker stops): each subscriber is told as if dropped."""
         for subscribers in list(self._subscribers.values()):
             for subscriber in subscribers:
-                subscriber.dropped.set()
+                subscriber.end()
         self._subscribers.clear()
+
+    def heartbeat(self) -> None:
+        """Called every second: a heartbeat to the streams whose phase this second is, unless
+        something is queued for them already."""
+        phase = self._seconds % int(HEARTBEAT_SECONDS)
+        self._seconds += 1
+        for subscribers in self._subscribers.values():
+            for subscriber in subscribers:
+                if subscriber.phase == phase and subscriber.queue.empty():
+                    subscriber.queue.put_nowait(HEARTBEAT)
 
     def latest_id(self, seller_id: str) -> str | None:
         recent = self._recent.get(seller_id)

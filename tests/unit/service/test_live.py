@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from streams.service.live import Hub, event_of
+from streams.service.live import HEARTBEAT, Hub, event_of
 
 
 def ev(offset: int, topic: str = "star-forecasts", partition: int = 1):
@@ -70,3 +70,40 @@ def test_watched_sellers_are_bounded_but_one_still_listened_to_is_kept():
         return listening.queue.qsize(), hub.latest_id("a"), hub.latest_id("b")
 
     assert run(scenario()) == (1, "f1-1", None)
+
+
+def test_a_heartbeat_wakes_only_idle_streams_and_close_wakes_every_waiting_one():
+    """Streams keep no timers: the hub's heartbeat and close are what wake a waiting handler."""
+    async def scenario():
+        hub = Hub()
+        idle, _ = hub.subscribe("s1")
+        busy, _ = hub.subscribe("s2")
+        hub.publish("s2", ev(1))
+        for _ in range(15):  # each stream's phase comes once in 15 calls
+            hub.heartbeat()
+        beats = (idle.queue.get_nowait(), busy.queue.get_nowait(), busy.queue.empty())
+        assert idle.queue.empty()
+        waiting = asyncio.ensure_future(idle.queue.get())
+        await asyncio.sleep(0)
+        hub.close()
+        ended = await asyncio.wait_for(waiting, 1)
+        return beats, ended, idle.dropped.is_set(), hub.listeners()
+
+    (first, second, emptied), ended, dropped, listeners = run(scenario())
+    assert first is HEARTBEAT and second == ev(1) and emptied
+    assert ended is None and dropped and listeners == 0
+
+
+def test_heartbeats_are_spread_over_the_seconds():
+    async def scenario():
+        hub = Hub()
+        subscribers = [hub.subscribe(f"s{n}")[0] for n in range(150)]
+        per_second = []
+        for _ in range(15):
+            hub.heartbeat()
+            per_second.append(sum(s.queue.qsize() for s in subscribers) - sum(per_second))
+        return per_second, {s.queue.qsize() for s in subscribers}
+
+    per_second, queued = run(scenario())
+    assert per_second == [10] * 15  # never all at once
+    assert queued == {1}  # each exactly once in 15 s
