@@ -24,7 +24,7 @@ import orjson
 from streams.core.timeutil import format_ts, parse_ts
 from streams.lab.bench_service import PARTITIONS, PREFIX, _events_handled
 from streams.local.broker import EmbeddedBroker
-from streams.local.simulate import events as simulate
+from streams.lab.workload import events as simulate
 from streams.testing import WorkerProcess, event_messages, send
 
 TOKEN = "bench-operator-token"

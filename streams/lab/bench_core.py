@@ -19,7 +19,7 @@ from streams.core.contract import parse_event
 from streams.core.engine import tune_gc
 from streams.core.engine import Engine
 from streams.core.rulebook import load
-from streams.local.simulate import events
+from streams.lab.workload import events
 
 BATCH = 10_000
 """Events per worker batch: publications are coalesced per seller within one."""

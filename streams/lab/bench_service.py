@@ -30,7 +30,7 @@ import orjson
 from streams.core.timeutil import format_ts, parse_ts
 from streams.local.broker import EmbeddedBroker
 from streams.testing import PeakRss, WorkerProcess, event_messages, send
-from streams.local.simulate import events as simulate
+from streams.lab.workload import events as simulate
 
 PREFIX = "bench-"
 PARTITIONS = 4

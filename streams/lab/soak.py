@@ -25,7 +25,7 @@ import orjson
 
 from streams.core.keys import seller_of_key
 from streams.local.broker import EmbeddedBroker
-from streams.local.simulate import events as simulate
+from streams.lab.workload import events as simulate
 from streams.testing import (MONTH_END_TICK, PeakRss, WorkerProcess, comparable, event_messages, expected,
                              final_instant, official, produced_counts, read_topic, rss_bytes, send,
                              tick_messages, wait_consumed)

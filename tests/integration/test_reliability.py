@@ -18,7 +18,7 @@ from streams.core.contract import TOPICS
 from streams.local.broker import EmbeddedBroker
 from streams.testing import (WorkerProcess, expected, final_instant, produced_counts, read_topic, send,
                              tick_messages, wait_consumed)
-from streams.local.simulate import events as simulate
+from streams.lab.workload import events as simulate
 from tests.support.hostile import hostile_stream
 
 

@@ -24,7 +24,7 @@ from streams.core.timeutil import parse_ts
 from streams.replay import replay
 from streams.local.broker import EmbeddedBroker
 from streams import testing
-from streams.local.simulate import events as simulated
+from streams.lab.workload import events as simulated
 from tests.conftest import Events as E
 from tests.conftest import at
 

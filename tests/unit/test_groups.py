@@ -16,7 +16,7 @@ from streams.core.rulebook import RulebookError, load
 from streams.core.timeutil import parse_ts
 from streams.replay import replay
 from streams.service.processor import GroupedProcessor, Incoming, RatingProcessor, Tick, partition_for
-from streams.local.simulate import events as simulate
+from streams.lab.workload import events as simulate
 from tests.conftest import Events as E
 from tests.conftest import at, rate_events
 from tests.unit.test_score_rulebooks import WHEN, caps, strong
