@@ -14,9 +14,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="starcast", description="Real-time seller star ratings.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("replay", help="rate the sellers in a JSON-lines event file")
-    p.add_argument("file", help="JSON lines of events, or - for stdin")
+    p = sub.add_parser("replay", help="rate the sellers in a JSON-lines event file",
+                       description="Rate the sellers in a JSON-lines event file, in memory bounded by the rating "
+                                   "state: events are applied as they are read. Without --at a file is read twice "
+                                   "(the first pass finds the latest ts); stdin without --at is buffered in memory.")
+    p.add_argument("file", help="JSON lines of events, or - for stdin (buffered unless --at is given)")
     p.add_argument("--at", help="evaluation instant, RFC 3339 (default: the latest ts in the file)")
+    p.add_argument("--monthly", action="store_true",
+                   help="print every month's official record instead, as the worker freezes it: each month whose "
+                        "end plus the rulebook's grace is at or before --at, sorted by seller then month")
     p.add_argument("--rulebook", default="global-2023", help=f"one of {', '.join(available())}, or a .toml path")
     p.add_argument("--groups", help="a seller-groups file: a rulebook per group of sellers (docs/rulebooks.md)")
 
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         except RulebookError as exc:
             parser.error(str(exc))
         try:
-            return run(args.file, selection, args.at, sys.stdout.buffer)
+            return run(args.file, selection, args.at, sys.stdout.buffer, args.monthly)
         except ValueError as exc:
             parser.error(f"--at: {exc}")
     if args.command == "notify":

@@ -21,7 +21,6 @@ import heapq
 import logging
 from collections import ChainMap
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
 from typing import Callable, Collection, Iterable
 
 import orjson
@@ -31,11 +30,13 @@ from streams.core.contract import Rejected, decode, validate
 from streams.core.engine import Engine
 from streams.core.groups import RulebookSelection
 from streams.core.keys import SUMMARY, seller_of_key, split_state_key, state_key
-from streams.core.model import Book, SellerFacts
+from streams.core.model import SellerFacts
+from streams.core.official import (freezable_month_end, month_label, next_month_end, official_record, owed,
+                                   validity)
 from streams.core.projection import first_drop, month_end
 from streams.core.rulebook import AnyBook
 
-from streams.core.timeutil import format_ts, month_start, next_local_midnight, parse_ts
+from streams.core.timeutil import month_start, next_local_midnight, parse_ts
 
 log = logging.getLogger("starcast")
 
@@ -261,8 +262,7 @@ class RatingProcessor:
 
     def latest_freezable_month(self, clock: int) -> int:
         """Start (= end instant of the previous month) of the latest month whose freeze is due."""
-        rb = self.rulebook
-        return month_start(clock - rb.grace_ms, rb.time_zone)
+        return freezable_month_end(clock, self.rulebook)
 
     def _maybe_freeze(self, partition: int, effects: Effects, lagging: Lagging,
                       gapped: Collection[str] = ()) -> None:
@@ -308,8 +308,7 @@ class RatingProcessor:
         return False
 
     def _schedule_next_freeze(self, partition: int, month_end: int) -> None:
-        rb = self.rulebook
-        self._next_freeze[partition] = month_start(month_end + 32 * 86_400_000, rb.time_zone) + rb.grace_ms
+        self._next_freeze[partition] = next_month_end(month_end, self.rulebook) + self.rulebook.grace_ms
 
     def freeze_if_ready(self, partition: int, lagging: Collection[str], gapped: Collection[str] = ()) -> Effects:
         """The freeze `handle`/`tick` deferred, given the input topics that still lag (and which
@@ -321,14 +320,14 @@ class RatingProcessor:
     def _freeze(self, partition: int, month_end: int, effects: Effects) -> None:
         """Freeze every seller's rating at `month_end`, once: the seller's state records the
         freeze and its record in one write, and keeps the month's facts until then (see
-        SellerState.keep_for_freeze)."""
+        SellerState.keep_for_freeze). The record is built in streams/core/official.py, as
+        `starcast replay --monthly` builds it."""
         engine = self.engine(partition)
-        at = month_end - 1  # the last instant of the month
-        month = _month_label(at, self.rulebook)
-        validity = self._validity(month_end)  # the same for every seller of the month
+        month = month_label(month_end - 1, self.rulebook)
+        months = validity(self.rulebook, month_end)  # the same for every seller of the month
         for seller in sorted(engine.states):
             state = engine.states[seller]
-            if state.first_seen is None or state.first_seen > at:
+            if not owed(state, month_end):
                 continue  # no event before the month ended: nothing to rate
             if state.frozen_until is not None and state.frozen_until >= month_end:
                 continue  # frozen before: the record was saved with the state
@@ -339,26 +338,12 @@ class RatingProcessor:
                 state.mark_frozen(month_end, known)
                 self._write_summary(state, effects)
                 continue
-            record = dict(engine.rating(seller, at))
-            record.update(month=month, **validity)
+            record = official_record(engine, seller, month_end, months)
             self.official[seller] = record
             effects.monthly.append((seller, record))
             state.mark_frozen(month_end, record)
             self._write_summary(state, effects)
         self._frozen_through[partition] = month_end
-
-    def _validity(self, month_end: int) -> dict[str, str]:
-        """valid_from / valid_until per the rulebook's publish schedule (local time)."""
-        rb = self.rulebook
-        start = datetime.fromtimestamp(month_end / 1000, tz=rb.time_zone)
-        publish = start.replace(day=rb.publish_day) + timedelta(minutes=rb.publish_minute)
-        next_month = start.replace(day=28) + timedelta(days=4)
-        if rb.valid_through_day:  # valid to the end of that day of the next month (cn-2020: the 4th)
-            following = next_month.replace(day=rb.valid_through_day) + timedelta(days=1)
-        else:  # valid until the next publication
-            following = next_month.replace(day=rb.publish_day) + timedelta(minutes=rb.publish_minute)
-        to_ms = lambda d: int(d.timestamp() * 1000)  # noqa: E731
-        return {"valid_from": format_ts(to_ms(publish)), "valid_until": format_ts(to_ms(following) - 1)}
 
     # ---- publication ------------------------------------------------------------------------
     def _publish(self, partition: int, seller: str, effects: Effects) -> None:
@@ -527,7 +512,7 @@ class RatingProcessor:
 
     def month_of(self, at: int) -> str:
         """The month label (YYYY-MM) containing `at` in the rulebook's time zone."""
-        return _month_label(at, self.rulebook)
+        return month_label(at, self.rulebook)
 
     def clocks(self) -> dict[int, int]:
         return {p: e.clock for p, e in self.engines.items() if e.clock is not None}
@@ -536,11 +521,6 @@ class RatingProcessor:
 def _warning_key(record: dict) -> tuple:
     """What makes a warning the same warning: the stars, the projection and the first drop."""
     return record["stars"], record["projected_stars"], record["projected_at"], record["first_drop"]
-
-
-def _month_label(at: int, rb: Book) -> str:
-    local = datetime.fromtimestamp(at / 1000, tz=rb.time_zone)
-    return f"{local.year:04d}-{local.month:02d}"
 
 
 class GroupedProcessor:

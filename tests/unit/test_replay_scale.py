@@ -1,0 +1,128 @@
+"""Replay at scale: events applied as read (memory bounded by the state, not the input), the
+two passes without --at, and --monthly: every month's official record, as the worker's
+freeze makes it."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+from typing import Iterator
+
+import orjson
+import pytest
+
+from streams.core.groups import load_groups
+from streams.core.rulebook import load
+from streams.core.timeutil import parse_ts
+from streams.local.simulate import events
+from streams.replay import latest_ts, monthly, replay
+from streams.service.processor import Incoming, RatingProcessor, partition_for
+
+pytestmark = pytest.mark.unit
+
+MONTHS = ("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z")
+
+
+def quarter(sellers: int = 12) -> list[bytes]:
+    """Three simulated months of the same sellers, in event-time order."""
+    return [orjson.dumps(e) for n, start in enumerate(MONTHS)
+            for e in events(None, sellers, seed=20 + n, start=start, days=28)]
+
+
+class Once:
+    """Lines that can be read once only, as a pipe."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.lines, self.reads = lines, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.reads += 1
+        assert self.reads == 1, "read twice"
+        yield from self.lines
+
+
+def test_with_at_the_input_is_read_once_and_rates_as_in_any_order() -> None:
+    lines = quarter()
+    when = parse_ts("2026-03-29T00:00:00Z")
+    once = Once(lines)
+    streamed = replay(once, load(), when, io.StringIO())
+    assert once.reads == 1
+    shuffled = lines[::-1]  # event-time state: the order of reading changes nothing
+    assert replay(shuffled, load(), when, io.StringIO()) == streamed
+    assert {r["as_of"] for r in streamed} == {"2026-03-29T00:00:00Z"}
+
+
+def test_without_at_the_latest_valid_ts_is_found_by_a_first_pass() -> None:
+    lines = quarter(4)
+    garbage = [b"{broken", orjson.dumps({"type": "store_visit", "ts": "2027-01-01T00:00:00Z"})]
+    want = max(parse_ts(orjson.loads(line)["ts"]) for line in lines)
+    assert latest_ts(garbage + lines) == want  # the invalid line's later ts does not count
+    errors = io.StringIO()
+    rated = replay(iter(garbage + lines), load(), None, errors)  # an iterator: buffered, then two passes
+    assert rated == replay(lines, load(), want, io.StringIO())
+    assert errors.getvalue().splitlines()[0].startswith("line 1: invalid_json")
+    assert len(errors.getvalue().splitlines()) == 2
+
+
+def test_memory_follows_the_state_not_the_input() -> None:
+    """Three months cost about what their last month costs alone: the first two are pruned as
+    they are read (windows of 30 days; catalogue and people ids recur across months)."""
+    lines = quarter(10)
+    last_month = [line for line in lines if orjson.loads(line)["ts"] >= "2026-03"]
+    when = parse_ts("2026-03-29T00:00:00Z")
+
+    def peak(source: list[bytes]) -> int:
+        tracemalloc.start()
+        replay(Once(source), load(), when, io.StringIO(), projection=False)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    alone, quarter_peak = peak(last_month), peak(lines)
+    assert len(lines) > 2.5 * len(last_month)
+    assert quarter_peak < 1.5 * alone, (quarter_peak, alone)
+
+
+def worker_monthly(lines: list[bytes], until: str) -> list[dict]:
+    """What the worker's processor freezes for these lines, delivered in order to 4 partitions
+    (published at `until`, as an archive would be), with every partition's clock then moved
+    to `until`."""
+    processor = RatingProcessor(load(), 4)
+    published, records = parse_ts(until), []
+    incoming = [Incoming(line, (seller := orjson.loads(line)["seller_id"]).encode(), "topic",
+                         partition_for(seller, 4), offset, published) for offset, line in enumerate(lines)]
+    for n in range(0, len(incoming), 500):  # in batches, as the worker takes them
+        for effects in processor.handle_batch(incoming[n:n + 500]).values():
+            records += effects.monthly
+    for p in range(4):
+        records += processor.tick(p, parse_ts(until)).monthly
+    return [r for _, r in sorted(records, key=lambda item: (item[0], item[1]["month"]))]
+
+
+def test_monthly_records_are_the_workers_freezes() -> None:
+    lines = quarter(6)
+    until = "2026-04-02T00:00:00Z"  # past March's end plus the 24 h grace
+    records = monthly(lines, load(), parse_ts(until), io.StringIO())
+    assert records == worker_monthly(lines, until)
+    assert {r["month"] for r in records} == {"2026-01", "2026-02", "2026-03"}
+    assert [(r["seller_id"], r["month"]) for r in records] == sorted((r["seller_id"], r["month"]) for r in records)
+    march = next(r for r in records if r["month"] == "2026-03")
+    assert march["as_of"] == "2026-03-31T23:59:59.999Z"
+    assert (march["valid_from"], march["valid_until"]) == ("2026-04-05T10:00:00Z", "2026-05-05T09:59:59.999Z")
+
+
+def test_monthly_without_at_stops_at_the_months_whose_freeze_has_come() -> None:
+    lines = quarter(4)  # the latest ts is in late March: March is not frozen yet
+    assert {r["month"] for r in monthly(lines, load(), None, io.StringIO())} == {"2026-01", "2026-02"}
+
+
+def test_monthly_for_seller_groups_uses_each_groups_rulebook_and_calendar(tmp_path) -> None:
+    groups = tmp_path / "groups.toml"
+    groups.write_text('default = "global-2023"\n\n[[group]]\nname = "cn-pilot"\nrulebook = "cn-2020"\n'
+                      'sellers = ["seller-00000", "seller-00001"]\n')
+    lines = quarter(4)
+    records = monthly(lines, load_groups(str(groups)), parse_ts("2026-04-02T00:00:00Z"), io.StringIO())
+    books = {(r["seller_id"], r["rulebook"]) for r in records}
+    assert ("seller-00000", "cn-2020") in books and ("seller-00003", "global-2023") in books
+    cn = [r for r in records if r["rulebook"] == "cn-2020"]
+    assert cn and all(r["month"] in {"2026-01", "2026-02", "2026-03"} for r in cn)
