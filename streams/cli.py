@@ -26,6 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rulebook", default="global-2023", help=f"one of {', '.join(available())}, or a .toml path")
     p.add_argument("--groups", help="a seller-groups file: a rulebook per group of sellers (docs/rulebooks.md)")
 
+    p = sub.add_parser("backfill", help="write the official months of archived events into the history the API "
+                                        "serves (the history table's changelog on STARCAST_BROKER)")
+    p.add_argument("file", help="JSON lines of events, or - for stdin")
+    p.add_argument("--at", help="the months whose freeze falls at or before this instant, RFC 3339 "
+                                "(default: the latest ts in the file)")
+    p.add_argument("--rulebook", default="global-2023", help=f"one of {', '.join(available())}, or a .toml path")
+    p.add_argument("--groups", help="a seller-groups file: a rulebook per group of sellers (docs/rulebooks.md)")
+    p.add_argument("--force", action="store_true", help="replace months the service froze with another record")
+
     p = sub.add_parser("worker", help="run a Faust worker against STARCAST_BROKER")
     p.add_argument("--loglevel", default="warning")
 
@@ -91,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                         "events/s for those sellers")
     p.add_argument("--clients", type=int, default=None,
                    help="concurrent clients: API clients with --api (default 500), streams with --sse (default 1000)")
+    p.add_argument("--replay", action="store_true",
+                   help="replay's speed and peak RSS beside the state it keeps, on files of --sizes events")
+    p.add_argument("--sizes", default="100000,1000000", help="with --replay: event counts, comma-separated")
     p.add_argument("--idle", type=int, default=10_000, help="with --sse: idle streams held beside them")
     p.add_argument("--seconds", type=float, default=20, help="with --api or --sse: how long the clients run")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
@@ -101,15 +113,20 @@ def main(argv: list[str] | None = None) -> int:
     except RulebookError as exc:
         parser.error(str(exc))
 
-    if args.command == "replay":
+    if args.command in ("replay", "backfill"):
         from streams.core.groups import load_groups
-        from streams.replay import run
 
         try:
             selection = load_groups(args.groups, default=rulebook.name) if args.groups else rulebook
         except RulebookError as exc:
             parser.error(str(exc))
         try:
+            if args.command == "backfill":
+                from streams import backfill
+
+                return backfill.run(args.file, selection, args.at, args.force)
+            from streams.replay import run
+
             return run(args.file, selection, args.at, sys.stdout.buffer, args.monthly)
         except ValueError as exc:
             parser.error(f"--at: {exc}")
@@ -193,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             month = args.events if args.events != 300_000 else 60_000  # a month to serve, not a throughput run
             return run_api_bench(month, args.sellers, args.seed, args.offered, args.clients or 500, args.seconds,
                                  args.json)
+        if args.replay:
+            from streams.lab.bench_replay import run_replay_bench
+
+            return run_replay_bench([int(n) for n in args.sizes.split(",")], args.seed, args.json)
         if args.sse:
             from streams.lab.bench_sse import run_sse_bench
 

@@ -17,6 +17,7 @@ stdin is buffered (its raw lines) for the second pass.
 
 from __future__ import annotations
 
+import heapq
 import sys
 from typing import IO, Iterable, Iterator, Sequence
 
@@ -30,7 +31,7 @@ from streams.core.rulebook import AnyBook
 from streams.core.timeutil import parse_ts
 
 
-class _File:
+class FileLines:
     """A file's lines, readable once per pass."""
 
     def __init__(self, path: str) -> None:
@@ -72,7 +73,7 @@ def _events(lines: Iterable[bytes], errors: IO[str], horizon: int | None
 
 
 def _rereadable(lines: Iterable[bytes]) -> Iterable[bytes]:
-    return lines if isinstance(lines, (_File, Sequence)) else list(lines)
+    return lines if isinstance(lines, (FileLines, Sequence)) else list(lines)
 
 
 def replay(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: int | None = None,
@@ -81,6 +82,13 @@ def replay(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: in
     as of `at` unless `projection` is False; rejected lines are reported to `errors`.
     `rulebook`: one for every seller, or a selection by seller group. With `at`, `lines` is
     read once; without, twice (an iterator is buffered first)."""
+    return list(ratings(lines, rulebook, at, errors, projection))
+
+
+def ratings(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: int | None = None,
+            errors: IO[str] | None = None, projection: bool = True) -> Iterator[dict]:
+    """`replay`, one rating at a time: each seller's rating caches are dropped once it is
+    rated, so the output never holds more than one rating."""
     selection = rulebook if isinstance(rulebook, RulebookSelection) else RulebookSelection(rulebook)
     errors = errors if errors is not None else sys.stderr
     if at is None:
@@ -89,7 +97,7 @@ def replay(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: in
         if at is None:  # no valid event: report the lines, rate nobody
             for _ in _events(lines, errors, None):
                 pass
-            return []
+            return
     engines = {book.name: Engine(book) for book in selection.rulebooks}
     for engine in engines.values():
         engine.advance(at)  # prune as read: what no window ending at `at` can see is dropped
@@ -100,8 +108,9 @@ def replay(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: in
             engines[selection.rulebook_for(event.seller_id).name].apply(event)
         except Rejected as exc:
             errors.write(f"line {number}: {exc.reason}: {exc.message}\n")
-    return sorted((r for engine in engines.values() for r in engine.ratings(at, projection=projection)),
-                  key=lambda r: r["seller_id"])
+    when: int = at
+    yield from heapq.merge(*(engine.each_rating(when, projection) for engine in engines.values()),
+                           key=lambda r: r["seller_id"])
 
 
 def monthly(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: int | None = None,
@@ -172,9 +181,8 @@ class _Freezes:
 def run(path: str, rulebook: AnyBook | RulebookSelection, at: str | None, out: IO[bytes],
         monthly_records: bool = False) -> int:
     instant = parse_ts(at) if at else None
-    lines: Iterable[bytes] = sys.stdin.buffer if path == "-" else _File(path)
-    rate = monthly if monthly_records else replay
-    for rating in rate(lines, rulebook, instant):
+    lines: Iterable[bytes] = sys.stdin.buffer if path == "-" else FileLines(path)
+    for rating in (monthly if monthly_records else ratings)(lines, rulebook, instant):
         out.write(orjson.dumps(rating) + b"\n")
     out.flush()
     return 0

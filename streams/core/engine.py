@@ -8,7 +8,7 @@ through `model.RatingModel`.
 from __future__ import annotations
 
 import gc
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from streams.core.contract import Event, parse_event
 from streams.core.indicators import IndicatorModel
@@ -73,6 +73,14 @@ class Engine:
         rating = self.rating(seller_id, at)
         rating["projection"] = self.projection(seller_id, at)
         return rating
+
+    def each_rating(self, at: int, projection: bool = False) -> Iterator[dict[str, Any]]:
+        """Every seller's rating at `at` once, in seller order, releasing what each rating
+        cached: for a one-off evaluation (replay), whose memory stays the state's."""
+        rate = self.rating_with_projection if projection else self.rating
+        for seller in sorted(self.states):
+            yield rate(seller, at)
+            self.model.release(self.states[seller])
 
     def ratings(self, at: int, sellers: Iterable[str] | None = None,
                 projection: bool = False) -> list[dict[str, Any]]:

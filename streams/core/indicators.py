@@ -31,6 +31,10 @@ class IndicatorModel:
             state.aggregator = Aggregator(state)
         return rate(seller_id, state.aggregator.measures(at), self.book)
 
+    def release(self, state: SellerState) -> None:
+        """Drop the aggregator: its window contributions and the projection's outlook."""
+        state.aggregator = None
+
     def projection(self, seller_id: str, state: SellerState, as_of: int) -> dict[str, Any]:
         """The seller's outlook to the month's end, rated where the stars may change
         (docs/spec.md §3.1). The outlook is kept by the seller's aggregator between calls, so a

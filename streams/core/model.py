@@ -116,3 +116,8 @@ class RatingModel(Protocol[State]):
         """What the seller can do now to keep its stars, where the state can tell:
         `unanswered_conversations`, `to_keep` and `spend_leaving` (lists, possibly empty)."""
         ...
+
+    def release(self, state: State) -> None:
+        """Drop what rating the seller cached for the next rating (a one-off evaluation, such
+        as a replay, has no next one): memory goes back to the state's own."""
+        ...

@@ -534,6 +534,9 @@ class ScoreModel:
     def rate(self, seller_id: str, state: ScoreState, at: int) -> dict[str, Any]:
         return rate(seller_id, state, at)
 
+    def release(self, state: ScoreState) -> None:
+        """Nothing to drop: a score seller is rated from its facts directly."""
+
     def projection(self, seller_id: str, state: ScoreState, as_of: int) -> dict[str, Any]:
         """Walks the instants at which a fact leaves a sub-item's window (docs/spec.md §3.1)."""
         end = month_end(as_of, self.book.time_zone)

@@ -126,3 +126,17 @@ def test_monthly_for_seller_groups_uses_each_groups_rulebook_and_calendar(tmp_pa
     assert ("seller-00000", "cn-2020") in books and ("seller-00003", "global-2023") in books
     cn = [r for r in records if r["rulebook"] == "cn-2020"]
     assert cn and all(r["month"] in {"2026-01", "2026-02", "2026-03"} for r in cn)
+
+
+def test_garbage_lines_are_reported_in_order_and_change_nothing() -> None:
+    lines = quarter(4)
+    when = parse_ts("2026-03-29T00:00:00Z")
+    mixed: list[bytes] = []
+    for n, line in enumerate(lines):
+        if n % 10 == 0:
+            mixed.append(b'{"type": "store_visit", "seller_id": "x"' if n % 20 else line[: len(line) // 2])
+        mixed.append(line)
+    errors = io.StringIO()
+    assert replay(Once(mixed), load(), when, errors) == replay(lines, load(), when, io.StringIO())
+    numbers = [int(line.split(":")[0].split()[1]) for line in errors.getvalue().splitlines()]
+    assert len(numbers) == (len(lines) + 9) // 10 and numbers == sorted(numbers)
