@@ -33,7 +33,7 @@ from streams.core.groups import load_groups
 from streams.core.rulebook import load
 from streams.service import kafka
 from streams.service.freeze_hold import FreezeHold
-from streams.service.http import register_views
+from streams.service.http import install_access_log, register_views
 from streams.service.live import KINDS, Hub, event_of
 from streams.service.metrics import Metrics
 from streams.service.positions import InputPositions
@@ -237,6 +237,7 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         await started.wait()
+        access = install_access_log()  # after Faust's logging setup; flushed below every second
         # A short fetch wait: a broker that answers an empty fetch only when the wait is up (the
         # embedded one does) would otherwise add up to aiokafka's 500 ms to every delivery.
         consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50,
@@ -249,6 +250,7 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
             while not app.should_stop:  # stopping ends the streams, or the web server waits for them
                 if time.monotonic() - beat >= 1.0:
                     hub.heartbeat()  # each stream's every 15 s, spread over the seconds
+                    access.flush()
                     beat = time.monotonic()
                 for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
                     name = live_topics[tp.topic]
@@ -258,6 +260,7 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
                                         event_of(name, tp.partition, record.offset, record.value))
         finally:
             hub.close()  # the worker stops: end the streams, or the web server waits for them
+            access.flush()
             await consumer.stop()
 
     register_views(app, settings=s, processor=processor, rulebook=rulebook, selection=selection, hub=hub,

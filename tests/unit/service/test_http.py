@@ -134,3 +134,30 @@ def test_the_access_log_has_method_route_and_status_but_no_token_or_id(caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "starcast.access"]
     assert len(lines) == 1 and lines[0].startswith("GET /sellers/{seller_id} 503 ")
     assert "secret-seller" not in lines[0] and token not in lines[0]
+
+
+def test_the_workers_access_log_writes_its_lines_in_blocks():
+    import io
+    import logging
+
+    from streams.service.http import BlockHandler, access_log, install_access_log
+
+    stream = io.StringIO()
+    before = (list(access_log.handlers), access_log.propagate, access_log.level)
+    try:
+        handler = install_access_log(stream)
+        assert install_access_log() is handler  # once per process
+        access_log.info("%s %s %d %.1f ms", "GET", "/sellers/{seller_id}", 200, 1.25)
+        access_log.info("%s %s %d %.1f ms", "GET", "/sellers/{seller_id}/actions", 404, 0.5)
+        assert stream.getvalue() == ""  # nothing written per request
+        handler.flush()
+        lines = stream.getvalue().splitlines()
+        assert len(lines) == 2 and lines[0].endswith("[INFO] GET /sellers/{seller_id} 200 1.2 ms")
+        assert isinstance(handler, BlockHandler) and not access_log.propagate
+        for n in range(handler.limit):  # a full block is written without waiting for the second
+            access_log.info("line %d", n)
+        assert len(stream.getvalue().splitlines()) == 2 + handler.limit
+    finally:
+        access_log.handlers[:] = before[0]
+        access_log.propagate, access_log.level = before[1], before[2]
+        logging.getLogger("starcast.access").setLevel(before[2])
