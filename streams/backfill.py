@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import IO, Iterable
+from typing import IO, Any, Callable, Iterable
 
 import orjson
 
@@ -38,6 +38,28 @@ def changelog_topic(settings: Settings) -> str:
     return f"{settings.topic_prefix}{settings.app_id}-history-changelog"
 
 
+async def read_to_end(consumer: Any, partitions: list, handle: Callable[[Any], None], timeout: float = 120.0,
+                      max_records: int | None = None) -> None:
+    """Every record of `partitions` (assigned to `consumer` here) from the beginning to each
+    partition's high watermark as a fetch reports it (the embedded broker's ListOffsets may be
+    short), each passed to `handle`."""
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    deadline = time.monotonic() + timeout
+    while True:
+        for records in (await consumer.getmany(timeout_ms=300, max_records=max_records)).values():
+            for r in records:
+                handle(r)
+        behind = False
+        for tp in partitions:
+            end = consumer.highwater(tp)
+            behind = behind or end is None or await consumer.position(tp) < end
+        if not behind:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"could not read {sorted({tp.topic for tp in partitions})} to their end")
+
+
 async def _existing(settings: Settings, topic: str) -> dict[bytes, tuple[bytes | None, bool]]:
     """The changelog's latest value per key, and whether it was written by a backfill."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -50,23 +72,11 @@ async def _existing(settings: Settings, topic: str) -> dict[bytes, tuple[bytes |
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not partitions:
             return latest
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        deadline = time.monotonic() + 120
-        while True:  # to each partition's high watermark, as a fetch reports it (ListOffsets may be short)
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                for r in records:
-                    if r.key is not None:
-                        marked = any(name == BACKFILL_HEADER for name, _ in (r.headers or ()))
-                        latest[r.key] = (r.value, marked)
-            behind = False
-            for tp in partitions:
-                end = consumer.highwater(tp)
-                behind = behind or end is None or await consumer.position(tp) < end
-            if not behind:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end")
+        def keep(r: Any) -> None:
+            if r.key is not None:
+                latest[r.key] = (r.value, any(name == BACKFILL_HEADER for name, _ in (r.headers or ())))
+
+        await read_to_end(consumer, partitions, keep)
     finally:
         await consumer.stop()
     return latest

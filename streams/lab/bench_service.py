@@ -24,6 +24,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -175,29 +176,25 @@ def raw_changelog_read(bootstrap: str, topics: list[str]) -> dict:
 
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from streams.backfill import read_to_end
+
     async def read() -> dict:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50,
                                     max_partition_fetch_bytes=4 << 20)
         await consumer.start()
         try:
             tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            records = size = 0
+            count = [0, 0]  # records, bytes
+
+            def decode(r: Any) -> None:
+                count[0] += 1
+                count[1] += len(r.key or b"") + len(r.value or b"")
+                if r.value is not None:
+                    orjson.loads(r.value)
+
             started = time.monotonic()
-            while True:
-                for batch in (await consumer.getmany(timeout_ms=200, max_records=20_000)).values():
-                    for r in batch:
-                        records += 1
-                        size += len(r.key or b"") + len(r.value or b"")
-                        if r.value is not None:
-                            orjson.loads(r.value)
-                behind = False
-                for tp in tps:
-                    end = consumer.highwater(tp)
-                    behind = behind or end is None or await consumer.position(tp) < end
-                if not behind:
-                    break
+            await read_to_end(consumer, tps, decode, max_records=20_000)
+            records, size = count
             return {"records": records, "bytes": size, "seconds": round(time.monotonic() - started, 2)}
         finally:
             await consumer.stop()
