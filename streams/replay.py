@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import heapq
 import sys
-from typing import IO, Iterable, Iterator, Sequence
+from typing import IO, Callable, Iterable, Iterator, Sequence
 
 import orjson
 
 from streams.core.contract import FUTURE_TOLERANCE_MS, FUTURE_TS, Event, Rejected, decode, validate
 from streams.core.engine import Engine
 from streams.core.groups import RulebookSelection
-from streams.core.official import freezable_month_end, next_month_end, official_record, owed, validity
+from streams.core.official import freezable_month_end, next_month_end, labels, official_record, owed
 from streams.core.rulebook import AnyBook
 from streams.core.timeutil import parse_ts
 
@@ -57,6 +57,10 @@ def latest_ts(lines: Iterable[bytes]) -> int | None:
     return latest
 
 
+def _report(errors: IO[str], number: int, exc: Rejected) -> None:
+    errors.write(f"line {number}: {exc.reason}: {exc.message}\n")
+
+
 def _events(lines: Iterable[bytes], errors: IO[str], horizon: int | None
             ) -> Iterator[tuple[int, Event]]:
     """Valid events with their line numbers; rejected lines reported to `errors` as read."""
@@ -69,7 +73,32 @@ def _events(lines: Iterable[bytes], errors: IO[str], horizon: int | None
                 raise Rejected(FUTURE_TS, f"ts: {event.body['ts']} is more than a day after --at")
             yield number, event
         except Rejected as exc:
-            errors.write(f"line {number}: {exc.reason}: {exc.message}\n")
+            _report(errors, number, exc)
+
+
+def _instant(lines: Iterable[bytes], at: int | None, errors: IO[str]) -> tuple[Iterable[bytes], int | None]:
+    """The lines to read and the evaluation instant: `at`, or the latest valid ts found by a
+    first pass (an iterator is buffered for it). None: no valid event, the lines are reported."""
+    if at is not None:
+        return lines, at
+    lines = _rereadable(lines)
+    at = latest_ts(lines)
+    if at is None:
+        for _ in _events(lines, errors, None):
+            pass
+    return lines, at
+
+
+def _apply(lines: Iterable[bytes], errors: IO[str], at: int, engine_of: Callable[[Event], Engine]) -> None:
+    """Every valid event up to `at` to the engine `engine_of` gives it, in line order; an event
+    more than a day after `at` is rejected, one within that day is not yet visible."""
+    for number, event in _events(lines, errors, at + FUTURE_TOLERANCE_MS):
+        if event.ts > at:
+            continue  # not yet at `at`: it changes no rating then, and the projection assumes none
+        try:
+            engine_of(event).apply(event)
+        except Rejected as exc:
+            _report(errors, number, exc)
 
 
 def _rereadable(lines: Iterable[bytes]) -> Iterable[bytes]:
@@ -91,24 +120,14 @@ def ratings(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: i
     rated, so the output never holds more than one rating."""
     selection = rulebook if isinstance(rulebook, RulebookSelection) else RulebookSelection(rulebook)
     errors = errors if errors is not None else sys.stderr
-    if at is None:
-        lines = _rereadable(lines)
-        at = latest_ts(lines)
-        if at is None:  # no valid event: report the lines, rate nobody
-            for _ in _events(lines, errors, None):
-                pass
-            return
+    lines, instant = _instant(lines, at, errors)
+    if instant is None:
+        return
     engines = {book.name: Engine(book) for book in selection.rulebooks}
     for engine in engines.values():
-        engine.advance(at)  # prune as read: what no window ending at `at` can see is dropped
-    for number, event in _events(lines, errors, at + FUTURE_TOLERANCE_MS):
-        if event.ts > at:
-            continue  # not yet at `at`: it changes no rating then, and the projection assumes none
-        try:
-            engines[selection.rulebook_for(event.seller_id).name].apply(event)
-        except Rejected as exc:
-            errors.write(f"line {number}: {exc.reason}: {exc.message}\n")
-    when: int = at
+        engine.advance(instant)  # prune as read: what no window ending at `at` can see is dropped
+    _apply(lines, errors, instant, lambda event: engines[selection.rulebook_for(event.seller_id).name])
+    when: int = instant
     yield from heapq.merge(*(engine.each_rating(when, projection) for engine in engines.values()),
                            key=lambda r: r["seller_id"])
 
@@ -121,26 +140,20 @@ def monthly(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: i
     the worker would receive them."""
     selection = rulebook if isinstance(rulebook, RulebookSelection) else RulebookSelection(rulebook)
     errors = errors if errors is not None else sys.stderr
-    if at is None:
-        lines = _rereadable(lines)
-        at = latest_ts(lines)
-        if at is None:
-            for _ in _events(lines, errors, None):
-                pass
-            return []
+    lines, instant = _instant(lines, at, errors)
+    if instant is None:
+        return []
     freezes = {book.name: _Freezes(Engine(book, keep_for_freeze=True)) for book in selection.rulebooks}
-    for number, event in _events(lines, errors, at + FUTURE_TOLERANCE_MS):
-        if event.ts > at:
-            continue
+
+    def engine_of(event: Event) -> Engine:
         freeze = freezes[selection.rulebook_for(event.seller_id).name]
-        freeze.clock(event.ts)
-        try:
-            freeze.engine.apply(event)
-        except Rejected as exc:
-            errors.write(f"line {number}: {exc.reason}: {exc.message}\n")
+        freeze.clock(event.ts)  # a freeze now due rates the month's end, which this later event cannot change
+        return freeze.engine
+
+    _apply(lines, errors, instant, engine_of)
     records = []
     for freeze in freezes.values():
-        freeze.clock(at)
+        freeze.clock(instant)
         records.extend(freeze.records)
     records.sort(key=lambda r: (r[0], r[1]))
     return [orjson.loads(r[2]) for r in records]
@@ -169,7 +182,7 @@ class _Freezes:
         self.check_at = next_month_end(due, self.book) + self.book.grace_ms
 
     def _freeze(self, month_end: int) -> None:
-        engine, months = self.engine, validity(self.book, month_end)
+        engine, months = self.engine, labels(self.book, month_end)
         for seller in sorted(engine.states):
             state = engine.states[seller]
             if owed(state, month_end):
