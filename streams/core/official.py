@@ -22,9 +22,9 @@ def month_label(at: int, rb: Book) -> str:
     return f"{local.year:04d}-{local.month:02d}"
 
 
-def validity(rb: Book, month_end: int) -> dict[str, str]:
-    """valid_from / valid_until of the month ending at `month_end`, per the rulebook's
-    publication schedule (local time)."""
+def labels(rb: Book, month_end: int) -> dict[str, str]:
+    """What every record of the month ending at `month_end` carries beside the rating: `month`,
+    and `valid_from` / `valid_until` per the rulebook's publication schedule (local time)."""
     start = datetime.fromtimestamp(month_end / 1000, tz=rb.time_zone)
     publish = start.replace(day=rb.publish_day) + timedelta(minutes=rb.publish_minute)
     next_month = start.replace(day=28) + timedelta(days=4)
@@ -33,7 +33,8 @@ def validity(rb: Book, month_end: int) -> dict[str, str]:
     else:  # valid until the next publication
         following = next_month.replace(day=rb.publish_day) + timedelta(minutes=rb.publish_minute)
     to_ms = lambda d: int(d.timestamp() * 1000)  # noqa: E731
-    return {"valid_from": format_ts(to_ms(publish)), "valid_until": format_ts(to_ms(following) - 1)}
+    return {"month": month_label(month_end - 1, rb), "valid_from": format_ts(to_ms(publish)),
+            "valid_until": format_ts(to_ms(following) - 1)}
 
 
 def freezable_month_end(clock: int, rb: Book) -> int:
@@ -53,10 +54,9 @@ def owed(state: Any, month_end: int) -> bool:
     return state.first_seen is not None and state.first_seen < month_end
 
 
-def official_record(engine: Engine, seller: str, month_end: int, validity_of_month: dict[str, str]) -> dict[str, Any]:
+def official_record(engine: Engine, seller: str, month_end: int, month: dict[str, str]) -> dict[str, Any]:
     """The seller's official record for the month ending at `month_end`: its rating at the
-    month's last instant, with `month`, `valid_from` and `valid_until`."""
-    at = month_end - 1  # the last instant of the month
-    record = dict(engine.rating(seller, at))
-    record.update(month=month_label(at, engine.rulebook), **validity_of_month)
+    month's last instant, with the month's `labels`."""
+    record = dict(engine.rating(seller, month_end - 1))  # the last instant of the month
+    record.update(month)
     return record

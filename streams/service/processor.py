@@ -31,8 +31,8 @@ from streams.core.engine import Engine
 from streams.core.groups import RulebookSelection
 from streams.core.keys import SUMMARY, seller_of_key, split_state_key, state_key
 from streams.core.model import SellerFacts
-from streams.core.official import (freezable_month_end, month_label, next_month_end, official_record, owed,
-                                   validity)
+from streams.core.official import (freezable_month_end, labels, month_label, next_month_end, official_record,
+                                   owed)
 from streams.core.projection import first_drop, month_end
 from streams.core.rulebook import AnyBook
 
@@ -323,8 +323,8 @@ class RatingProcessor:
         SellerState.keep_for_freeze). The record is built in streams/core/official.py, as
         `starcast replay --monthly` builds it."""
         engine = self.engine(partition)
-        month = month_label(month_end - 1, self.rulebook)
-        months = validity(self.rulebook, month_end)  # the same for every seller of the month
+        months = labels(self.rulebook, month_end)  # the same for every seller of the month
+        month = months["month"]
         for seller in sorted(engine.states):
             state = engine.states[seller]
             if not owed(state, month_end):
