@@ -18,6 +18,11 @@ import aiohttp
 import orjson
 
 
+def quantile(ordered: list[float], p: float) -> float:
+    """The `p` quantile of sorted values, rounded to 0.1 ms (0 for none)."""
+    return round(ordered[min(int(p * len(ordered)), len(ordered) - 1)], 4) if ordered else 0.0
+
+
 async def load(base: str, seconds: float, clients: int, token: str, sellers: list[str]) -> dict:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -47,13 +52,9 @@ async def load(base: str, seconds: float, clients: int, token: str, sellers: lis
         await asyncio.gather(*(client(session, random.Random(n)) for n in range(clients)))
     elapsed = time.monotonic() - began
     latencies.sort()
-
-    def q(p: float) -> float:
-        return round(latencies[min(int(p * len(latencies)), len(latencies) - 1)], 4) if latencies else 0.0
-
     return {"requests": len(latencies), "requests_per_s": round(len(latencies) / elapsed),
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
-            "p50_s": q(0.5), "p99_s": q(0.99), "max_s": q(1.0) if latencies else 0.0}
+            "p50_s": quantile(latencies, 0.5), "p99_s": quantile(latencies, 0.99), "max_s": quantile(latencies, 1.0)}
 
 
 def main(argv: list[str]) -> int:

@@ -17,22 +17,18 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import orjson
 
 from streams.lab.bench_api import TOKEN, continuing, serving_month
 from streams.lab.bench_service import PARTITIONS, PREFIX, _events_handled
-from streams.testing import event_messages, send
+from streams.testing import event_messages, rss_bytes, send
 
 DRAIN_SECONDS = 5.0
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
+    return round(rss_bytes(pid) / 2**20, 1)
 
 
 def run_sse_bench(n_events: int, n_sellers: int, seed: int, offered: float, clients: int, idle: int,

@@ -23,6 +23,8 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams.lab.api_load import quantile
+
 
 async def stream(session: aiohttp.ClientSession, url: str, token: str, seen: dict | None, opened: asyncio.Event,
                  errors: list[str]) -> None:
@@ -115,13 +117,10 @@ async def load(cfg: dict) -> dict:
             latencies.append(max(0.0, arrived - at))
     latencies.sort()
 
-    def q(p: float) -> float:
-        return round(latencies[min(int(p * len(latencies)), len(latencies) - 1)], 4) if latencies else 0.0
-
     idle = len(cfg["idle"])
     return {"active_streams": len(active), "idle_streams": idle, "connected": connected,
             "published": len(published), "delivered": len(latencies), "missing": missing,
-            "p50_s": q(0.5), "p99_s": q(0.99), "max_s": q(1.0),
+            "p50_s": quantile(latencies, 0.5), "p99_s": quantile(latencies, 0.99), "max_s": quantile(latencies, 1.0),
             "active_errors": len(errors), "idle_errors": len(idle_errors),
             "error_kinds": sorted(set(errors + idle_errors))[:5]}
 
