@@ -25,7 +25,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from streams.core.timeutil import DAY, HOUR, format_ts, parse_ts
@@ -74,7 +74,6 @@ class SellerPlan:
     premium: bool = False
     showcases: bool = False
     rfq: int = 0
-    extras: list[str] = field(default_factory=list)
 
     def size(self) -> float:
         """About how many events the plan makes."""
@@ -135,11 +134,11 @@ def _plan(seller_id: str, rng: random.Random) -> SellerPlan:
         kwa = rng.choice([t for t in KWA_USD if t + reply_points <= ceiling])
         extra = rng.randint(0, max(0, (ceiling - kwa - reply_points) // 10)) if target >= 2 else 0
     p.kwa_usd = rng.uniform(*KWA_USD[kwa])
-    p.extras = rng.sample(["premium", "showcases", "video", "rfq"], extra)
-    p.premium = "premium" in p.extras
-    p.showcases = "showcases" in p.extras
-    p.videos = rng.randint(5, 9) if "video" in p.extras else rng.randint(0, 3)
-    p.rfq = rng.randint(7, 10) if "rfq" in p.extras else rng.randint(0, 3)
+    extras = rng.sample(["premium", "showcases", "video", "rfq"], extra)
+    p.premium = "premium" in extras
+    p.showcases = "showcases" in extras
+    p.videos = rng.randint(5, 9) if "video" in extras else rng.randint(0, 3)
+    p.rfq = rng.randint(7, 10) if "rfq" in extras else rng.randint(0, 3)
     return p
 
 
