@@ -219,6 +219,12 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     async def refresh_gauges() -> None:
         upkeep.update_gauges()
 
+    @app.timer(1.0)
+    async def flush_access_log() -> None:
+        # Installed at the first call, after Faust's logging setup; the lines still buffered
+        # when the worker exits are flushed by logging's own shutdown.
+        install_access_log().flush()
+
     if s.clock == "wall":
 
         @app.timer(s.tick_seconds, on_leader=True)
@@ -237,7 +243,6 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         await started.wait()
-        access = install_access_log()  # after Faust's logging setup; flushed below every second
         # A short fetch wait: a broker that answers an empty fetch only when the wait is up (the
         # embedded one does) would otherwise add up to aiokafka's 500 ms to every delivery.
         consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50,
@@ -250,7 +255,6 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
             while not app.should_stop:  # stopping ends the streams, or the web server waits for them
                 if time.monotonic() - beat >= 1.0:
                     hub.heartbeat()  # each stream's every 15 s, spread over the seconds
-                    access.flush()
                     beat = time.monotonic()
                 for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
                     name = live_topics[tp.topic]
@@ -260,7 +264,6 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
                                         event_of(name, tp.partition, record.offset, record.value))
         finally:
             hub.close()  # the worker stops: end the streams, or the web server waits for them
-            access.flush()
             await consumer.stop()
 
     register_views(app, settings=s, processor=processor, rulebook=rulebook, selection=selection, hub=hub,

@@ -49,7 +49,7 @@ access_log = logging.getLogger("starcast.access")
 
 class BlockHandler(logging.Handler):
     """The access log's handler in a worker: each record formatted plainly and the lines written
-    in blocks (`flush`, every second from the worker, and at every `limit` lines), never with a
+    in blocks (`flush`: a worker timer every second, and at every `limit` lines), never with a
     colour formatter and a flush per request: under load those took 16 % of the worker."""
 
     def __init__(self, stream: Any = None, limit: int = 512) -> None:
