@@ -72,12 +72,27 @@ def project(current: Levels, steps: Iterable[tuple[int, Levels]], end: int) -> d
         return known[1]
     for instant, now in chain((first,), ahead):
         before = last[3]
-        moved = {name: {"value": value, "stars": stars} for name, (value, stars) in now[3].items()
+        moved = {name: _block(name, value, stars) for name, (value, stars) in now[3].items()
                  if before[name][1] != stars}
         if moved or now[0] != last[0] or now[1] != last[1]:
             timeline.append({"at": format_ts(instant), "stars": now[0], "risk": now[1], "indicators": moved})
         last = now
     return _projection(last, timeline, end)
+
+
+_BLOCKS: dict[tuple[str, type, Any, int], dict[str, Any]] = {}
+
+
+def _block(name: str, value: Any, stars: int) -> dict[str, Any]:
+    """`{value, stars}`, shared between projections (most sellers' indicators repeat a few):
+    read it, never change it. The value's type is in the key: 1 and 1.0 serialise apart."""
+    key = (name, type(value), value, stars)
+    block = _BLOCKS.get(key)
+    if block is None:
+        if len(_BLOCKS) >= 100_000:
+            _BLOCKS.clear()
+        block = _BLOCKS[key] = {"value": value, "stars": stars}
+    return block
 
 
 def _projection(last: Levels, timeline: list[dict[str, Any]], end: int) -> dict[str, Any]:
@@ -87,7 +102,7 @@ def _projection(last: Levels, timeline: list[dict[str, Any]], end: int) -> dict[
         "stars": stars,
         "risk": risk,
         "stars_if_healthy": if_healthy,
-        "indicators": {name: {"value": value, "stars": level} for name, (value, level) in indicators.items()},
+        "indicators": {name: _block(name, value, level) for name, (value, level) in indicators.items()},
         "timeline": timeline,
     }
 

@@ -7,11 +7,12 @@ Pure functions of (Measures, Rulebook): the worker, `starcast replay` and the AP
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 from typing import Any, Callable, Iterable, Iterator
 
 from streams.core.measures import (ACTIVE, ANSWERED, CONVERTED, FIELDS, KWA, POTENTIAL, RATE_TOTAL, RFQ, RISK,
                                    RT_COUNT, RT_SUM, SUPER, TOP_SUPER, VIDEO, VISITORS, Measures, Span)
-from streams.core.projection import Levels
+from streams.core.projection import Levels, levels_of
 from streams.core.rulebook import INDICATORS, Rulebook, Threshold
 from streams.core.timeutil import format_ts
 
@@ -165,6 +166,10 @@ def rate(seller_id: str, m: Measures, rb: Rulebook) -> dict[str, Any]:
         if len(_RATINGS) >= _RATINGS_LIMIT:
             _RATINGS.clear()
         known = _RATINGS[key] = (rb, _rate(m, rb))
+        # The projection that follows a rating starts from the same levels: keep them too.
+        if len(_LEVELS) >= _RATINGS_LIMIT:
+            _LEVELS.clear()
+        _LEVELS[key] = (rb, levels_of(known[1]))
     rating = known[1].copy()
     rating["seller_id"] = seller_id
     rating["as_of"] = format_ts(m.at)
@@ -210,7 +215,8 @@ def level_changes(m: Measures, rb: Rulebook, changes: Iterable[tuple[int, dict[i
     change, so a long walk costs a threshold lookup per change, not a rating; and a span in
     which no indicator can move (`_movable`) is passed whole, and inside a span only what its
     bounds could not hold is looked at."""
-    probes: dict[str, Callable[[Measures], Any]] = {}
+    probes = _probes(rb, m.region, m.category)
+    last = levels(m, rb)  # the levels last yielded (at first, those before any change)
     before: dict[str, Any] = {}  # indicator -> its probe (stars; the index: and its bonus) before the change
     unhealthy = rb.unhealthy_points
     healthy = m.risk_points < unhealthy
@@ -222,59 +228,55 @@ def level_changes(m: Measures, rb: Rulebook, changes: Iterable[tuple[int, dict[i
         (iter(changes), None)]
     while pending:
         ahead, watch = pending[-1]
-        item = next(ahead, None)
-        if item is None:
-            pending.pop()
-            continue
-        if not probes:
-            tables = rb.thresholds_for(m.region, m.category)
-            probes = {name: _probe(name, rb, tables[name]) for name in INDICATORS}
-        if isinstance(item, Span):
-            positive, negative = item.bound
-            affected = _watched(_affected(tuple({**positive, **negative})), watch)
-            for name in affected:
-                if name not in before:
-                    before[name] = probes[name](m)
-            movable = _movable(m, rb, probes, before, affected, positive, negative, healthy,
-                               watch is None or RISK_MAY_MOVE in watch)
-            if movable:
-                pending.append((item.inside(), movable))
-            else:
+        risky = watch is None or RISK_MAY_MOVE in watch
+        for item in ahead:
+            if isinstance(item, Span):
+                positive, negative = item.bound
+                affected = _affected(tuple({**positive, **negative}), watch)
+                for name in affected:
+                    if name not in before:
+                        before[name] = probes[name](m)
+                movable = _movable(m, rb, probes, before, affected, positive, negative, healthy, risky)
+                if movable:
+                    pending.append((item.inside(), movable))
+                    break  # walk the span's inside, then come back to `ahead`
                 for position, amount in item.net.items():
                     if amount:
                         name = FIELDS[position]
                         setattr(m, name, getattr(m, name) + amount)
                 instant, moved = item.last, False
-            continue
-        instant, change = item
-        affected = _watched(_affected(tuple(change)), watch)
-        for name in affected:
-            if name not in before:
-                before[name] = probes[name](m)
-        for position, amount in change.items():
-            name = FIELDS[position]
-            setattr(m, name, getattr(m, name) + amount)
-        moved = (watch is None or RISK_MAY_MOVE in watch) and (m.risk_points < unhealthy) != healthy
-        for name in affected:
-            now = probes[name](m)
-            if now != before[name]:
-                before[name] = now
-                moved = True
-        if moved:
-            m.at = instant
-            healthy = m.risk_points < unhealthy
-            yield instant, levels(m, rb)
+                continue
+            instant, change = item
+            affected = _affected(tuple(change), watch)
+            for name in affected:
+                if name not in before:
+                    before[name] = probes[name](m)
+            for position, amount in change.items():
+                name = FIELDS[position]
+                setattr(m, name, getattr(m, name) + amount)
+            moved = risky and (m.risk_points < unhealthy) != healthy
+            for name in affected:
+                now = probes[name](m)
+                if now != before[name]:
+                    before[name] = now
+                    moved = True
+            if moved:
+                m.at = instant
+                healthy = m.risk_points < unhealthy
+                last = levels(m, rb)
+                yield instant, last
+        else:
+            pending.pop()
     if instant is not None and not moved:
+        # No star, bonus or risk moved since `last`: only the values did.
         m.at = instant
-        yield instant, levels(m, rb)
+        values = indicator_values(m, rb)
+        kept = last[3]
+        yield instant, (last[0], last[1], last[2], {name: (values[name], kept[name][1]) for name in INDICATORS})
 
 
 RISK_MAY_MOVE = "risk"
 """In a set of what may move inside a span, beside indicator names."""
-
-
-def _watched(names: tuple[str, ...], watch: frozenset[str] | None) -> tuple[str, ...]:
-    return names if watch is None else tuple(name for name in names if name in watch)
 
 
 def _clone(m: Measures) -> Measures:
@@ -327,17 +329,35 @@ def _movable(m: Measures, rb: Rulebook, probes: dict[str, Callable[[Measures], A
     return frozenset(may)
 
 
-_AFFECTED: dict[tuple[int, ...], tuple[str, ...]] = {}
+_AFFECTED: dict[tuple[tuple[int, ...], frozenset[str] | None], tuple[str, ...]] = {}
 
 
-def _affected(positions: tuple[int, ...]) -> tuple[str, ...]:
-    """The indicators changes at these positions can move (memoised: a few tuples recur)."""
-    names = _AFFECTED.get(positions)
+def _affected(positions: tuple[int, ...], watch: frozenset[str] | None) -> tuple[str, ...]:
+    """The indicators changes at these positions can move, of those in `watch` (None: of all)
+    (memoised: a few tuples recur)."""
+    key = (positions, watch)
+    names = _AFFECTED.get(key)
     if names is None:
         if len(_AFFECTED) >= 10_000:
             _AFFECTED.clear()
-        names = _AFFECTED[positions] = tuple(dict.fromkeys(n for p in positions for n in _FEEDS[p]))
+        names = tuple(dict.fromkeys(n for p in positions for n in _FEEDS[p]))
+        names = _AFFECTED[key] = names if watch is None else tuple(n for n in names if n in watch)
     return names
+
+
+_PROBES: dict[tuple[int, str | None, str | None], tuple[Rulebook, dict[str, Callable[[Measures], Any]]]] = {}
+
+
+def _probes(rb: Rulebook, region: str | None, category: str | None) -> dict[str, Callable[[Measures], Any]]:
+    """Every indicator's probe for one threshold table (memoised: a few tables recur)."""
+    key = (id(rb), region, category)
+    known = _PROBES.get(key)
+    if known is None or known[0] is not rb:
+        if len(_PROBES) >= 10_000:
+            _PROBES.clear()
+        tables = rb.thresholds_for(region, category)
+        known = _PROBES[key] = (rb, {name: _probe(name, rb, tables[name]) for name in INDICATORS})
+    return known[1]
 
 
 def _probe(name: str, rb: Rulebook, table: Threshold) -> Callable[[Measures], Any]:
@@ -347,6 +367,12 @@ def _probe(name: str, rb: Rulebook, table: Threshold) -> Callable[[Measures], An
     if name == "marketing_index":
         least = rb.bonus_min_index
         return lambda m: (table.stars(index := marketing_index(m, rb), m.super_products), index >= least)
+    stars = table.stars
+    if name == "conversion_rate":  # Measures.conversion_rate, inlined: probes run once per change ahead
+        return lambda m: stars(m.converted_visitors / m.visitors if m.visitors else 0.0, m.super_products)
+    if name in ("potential_products", "top_super_products", "active_buyers"):
+        count = attrgetter(name)
+        return lambda m: stars(count(m), m.super_products)
     value = _VALUES[name]
     return lambda m: _earned(name, value(m, rb), m, table)
 
