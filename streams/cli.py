@@ -84,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="instead of kills: scale 1 -> 2 -> 1 workers, with 0 and then 1 standby replica")
     p.add_argument("--overload", action="store_true",
                    help="instead of kills: one burst of --events as fast as possible; print drain time and RSS")
+    p.add_argument("--faults", action="store_true",
+                   help="instead of kills alone: network faults between a worker and the broker (cuts, latency, "
+                        "resets mid-fetch and mid-produce, stalls), each also with a kill -9, through a proxy")
+    p.add_argument("--short", action="store_true", help="with --faults: each fault at the short end (as in CI)")
 
     p = sub.add_parser("bench", help="the worker beside Faust's floor and a naive rater, on the embedded broker")
     # 300,000: at ~15,000 events/s a 100,000-event input left the two-worker figure a window of
@@ -196,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
             from streams.lab.soak import print_overload
 
             return print_overload(args.events, args.sellers, args.seed)
+        if args.faults:
+            from streams.lab.soak_faults import SHORT, Durations, run_fault_soak
+
+            return run_fault_soak(args.rounds, args.events, args.sellers, args.rate, args.seed,
+                                  SHORT if args.short else Durations())
         if args.rebalance:
             return run_rebalances(args.rounds, args.events, args.sellers, args.rate, args.seed)
         return run_soak(args.rounds, args.events, args.sellers, args.kills, args.rate, args.seed)

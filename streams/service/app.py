@@ -31,7 +31,7 @@ from faust.types import TP
 from streams.core.contract import event_time
 from streams.core.groups import load_groups
 from streams.core.rulebook import load
-from streams.service import kafka
+from streams.service import fatal, kafka
 from streams.service.freeze_hold import FreezeHold
 from streams.service.http import install_access_log, register_views
 from streams.service.live import KINDS, Hub, event_of
@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     # restarted worker knows what it last said and repeats nothing unchanged.
     warnings = table("warnings", changelog_topic=topic("star-warnings", compacting=True))
     history = table("history")  # official records by seller and month, the latest 24 (history.py)
-    outbox = kafka.Outbox(lambda: kafka.aiokafka_producer(app))
+    outbox = kafka.Outbox(lambda: kafka.aiokafka_producer(app), on_store_error=fatal.stop)
     batch_lock = asyncio.Lock()  # held by the agent while it handles a batch
     started = asyncio.Event()  # /healthz answers 503 until the topics and routing metadata are ready
     positions = InputPositions(lambda tp: kafka.first_offset(app.consumer, tp))

@@ -213,8 +213,13 @@ class Settings:
             return self.fetch_wait_ms
         return 20 if self.fast_fetch else 0
 
+    @property
+    def tls(self) -> bool:
+        """Whether the broker connection uses TLS."""
+        return bool(self.broker_ssl or self.broker_ssl_cafile or self.broker_ssl_certfile)
+
     def ssl_context(self) -> ssl.SSLContext | None:
-        if not (self.broker_ssl or self.broker_ssl_cafile or self.broker_ssl_certfile):
+        if not self.tls:
             return None
         context = ssl.create_default_context(cafile=self.broker_ssl_cafile or None)
         if self.broker_ssl_certfile:  # client certificate (mutual TLS)

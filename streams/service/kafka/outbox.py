@@ -65,8 +65,11 @@ def store_write(table: faust.Table, partition: int, writes: list[tuple[bytes, by
 
 
 class Outbox:
-    def __init__(self, client: Callable[[], Any]):
+    def __init__(self, client: Callable[[], Any], on_store_error: Callable[[str], None] | None = None):
         self.client = client  # -> the aiokafka producer (started by Faust)
+        # Called with a description when an acknowledged write cannot go into its local store
+        # (a full or failing disk): the store then stays behind its changelog, never ahead.
+        self.on_store_error = on_store_error
         self._records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers]]] = {}
         self._tables: dict[str, faust.Table] = {}  # changelog topic -> its table
         self._in_flight: set[asyncio.Future] = set()  # changelog batches sent, not yet acknowledged
@@ -118,16 +121,24 @@ class Outbox:
             table = self._tables.get(topic)
             if table is not None:
                 writes = [(key, value) for key, value, _ in records]
-                delivered.add_done_callback(partial(_stored, table, TP(topic, partition), writes))
+                delivered.add_done_callback(partial(_stored, table, TP(topic, partition), writes,
+                                                    self.on_store_error))
                 self._in_flight.add(delivered)  # after _stored: settled() returns once it has run
                 delivered.add_done_callback(self._in_flight.discard)
         return count
 
 
-def _stored(table: faust.Table, tp: TP, writes: list[tuple[bytes, bytes | None]], delivered) -> None:
-    """The acknowledged changelog records into the store, and its persisted offset past them."""
+def _stored(table: faust.Table, tp: TP, writes: list[tuple[bytes, bytes | None]],
+            on_error: Callable[[str], None] | None, delivered) -> None:
+    """The acknowledged changelog records into the store, and its persisted offset past them.
+    If the store cannot take them, neither moves: a restart reads them from the changelog."""
     if delivered.cancelled() or delivered.exception() is not None:
         return  # not in the changelog: the store must not have it either (the batch is replayed)
-    store_write(table, tp.partition, writes)
-    if delivered.result() is not None:
-        table.data.set_persisted_offset(tp, delivered.result().offset + len(writes) - 1)
+    try:
+        store_write(table, tp.partition, writes)
+        if delivered.result() is not None:
+            table.data.set_persisted_offset(tp, delivered.result().offset + len(writes) - 1)
+    except Exception as exc:  # noqa: BLE001 - RocksDB raises plain Exception for an I/O error
+        if on_error is None:
+            raise
+        on_error(f"the local store of {tp.topic}[{tp.partition}] could not be written ({exc})")

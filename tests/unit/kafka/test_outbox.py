@@ -66,3 +66,26 @@ def test_settled_waits_for_every_acknowledgement_and_the_store_writes_behind_it(
         assert await outbox.settled() == 0  # nothing left in flight
 
     asyncio.run(scenario())
+
+
+def test_a_store_that_cannot_be_written_is_reported_and_its_persisted_offset_stays():
+    class FullDisk(dict):
+        def __setitem__(self, key, value):
+            raise Exception("IO error: No space left on device")  # what RocksDB raises
+
+    async def scenario():
+        client = Client()
+        reported: list[str] = []
+        outbox = Outbox(lambda: client, on_store_error=reported.append)
+        table, persisted = memory_table("state-changelog")
+        table.data.data = FullDisk()
+        outbox.put(table, 1, b"s1", b"v1")
+        await outbox.flush()
+        client.sent[0][3].set_result(SimpleNamespace(offset=7))
+        assert await outbox.settled() == 1
+        # Reported with where and why; the offset does not move past what the store lacks.
+        assert reported == ["the local store of state-changelog[1] could not be written "
+                            "(IO error: No space left on device)"]
+        assert persisted == {}
+
+    asyncio.run(scenario())
