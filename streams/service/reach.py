@@ -121,16 +121,18 @@ async def _health_server(bind: str, port: int) -> web.AppRunner | None:
     return runner
 
 
-CLIENT_LOGGERS = ("aiokafka.client", "aiokafka.cluster", "aiokafka.conn", "aiokafka.consumer.consumer",
+CLIENT_LOGGERS = ("aiokafka", "aiokafka.cluster", "aiokafka.conn", "aiokafka.consumer.consumer",
                   "aiokafka.consumer.fetcher", "aiokafka.consumer.group_coordinator", "aiokafka.producer.producer",
                   "aiokafka.producer.sender")
-"""aiokafka's loggers that report each failed attempt while the broker is out of reach."""
+"""aiokafka's loggers that report each failed attempt while the broker is out of reach (its
+client logs as "aiokafka")."""
 
 
 class RepeatLimiter(logging.Filter):
-    """Lets one record of each message template through per `every` seconds; the next one let
-    through says how many were held back. aiokafka retries a lost connection every ~50 ms and
-    logs every attempt: a minute's cut would otherwise be thousands of lines."""
+    """Lets one warning or error of each message template through per `every` seconds; the
+    next one let through says how many were held back. aiokafka retries a lost connection every
+    ~50 ms and logs every attempt: a minute's cut would otherwise be thousands of lines. Lower
+    levels pass (a rebalance's lines say what happened, once each)."""
 
     def __init__(self, every: float = LOG_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
@@ -138,6 +140,8 @@ class RepeatLimiter(logging.Filter):
         self.seen: dict[tuple[str, object], list[float | int]] = {}  # (logger, template) -> [last shown, held]
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
         key = (record.name, record.msg)
         now = self.clock()
         entry = self.seen.get(key)

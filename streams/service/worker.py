@@ -33,7 +33,9 @@ def unwritable(path: str) -> str | None:
 
 
 def run_worker(loglevel: str = "warning") -> int:
-    """Run until stopped; a setting or library version that cannot be used exits 2 at once."""
+    """Run until stopped. Exit codes for a supervisor: 2 at once for a setting, a library
+    version or a data directory that cannot be used; 74 when the local store cannot be written
+    (fatal.py); 1 when Faust stops on an error it does not retry; 0 when asked to stop."""
     try:
         settings = Settings.from_env()
         app = create_app(settings)
@@ -65,5 +67,9 @@ def run_worker(loglevel: str = "warning") -> int:
         code = fatal.exit_code()
         if code is not None:  # stopped on a failure (fatal.py): the supervisor must see it
             return code
+        if done.code not in (0, None):  # Faust stopped on an error it does not retry (e.g. the
+            # broker lost during a table recovery): nothing is lost, a restart resumes
+            print(f"starcast worker: stopped on an error (above); exit {done.code}: restart it to resume "
+                  "from the changelogs and the committed offsets", file=sys.stderr)
         raise done
     return 0

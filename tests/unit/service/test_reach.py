@@ -106,3 +106,15 @@ def test_the_limiter_shows_one_line_per_template_per_interval_and_counts_the_res
     now[0] = 31.0
     r = record("Unable connect to node with id %s: %s")
     assert limiter.filter(r) and r.msg.endswith("(99 more like it in the last 31 s)")
+    info = logging.LogRecord("aiokafka.consumer.group_coordinator", logging.INFO, __file__, 1,
+                             "Setting newly assigned partitions %s for group %s", (), None)
+    assert all(limiter.filter(info) for _ in range(3))  # a rebalance's lines are not held back
+
+
+def test_the_limiter_is_on_every_logger_aiokafka_reports_attempts_with():
+    import aiokafka.client
+    import aiokafka.consumer.fetcher
+
+    from streams.service.reach import CLIENT_LOGGERS
+    for module in (aiokafka.client, aiokafka.consumer.fetcher):
+        assert module.log.name in CLIENT_LOGGERS
