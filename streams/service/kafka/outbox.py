@@ -22,6 +22,7 @@ Kafka client (which holds these batches) before it commits offsets.
 from __future__ import annotations
 
 import asyncio
+import logging
 from functools import partial
 from typing import Any, Callable
 
@@ -30,6 +31,8 @@ from faust.types import TP
 from rocksdict import WriteBatch
 
 Headers = list[tuple[str, bytes]]
+
+log = logging.getLogger("starcast")
 
 
 def aiokafka_producer(app: faust.App) -> Any:
@@ -130,15 +133,41 @@ class Outbox:
 
 def _stored(table: faust.Table, tp: TP, writes: list[tuple[bytes, bytes | None]],
             on_error: Callable[[str], None] | None, delivered) -> None:
-    """The acknowledged changelog records into the store, and its persisted offset past them.
-    If the store cannot take them, neither moves: a restart reads them from the changelog."""
+    """The acknowledged changelog records into the store, and its persisted offset past them
+    when they follow it directly. If the store cannot take them, neither moves: a restart
+    reads them from the changelog.
+
+    The persisted offset says the store holds every changelog record up to it, and recovery
+    reads from the next one. A batch that does not start right after it follows records this
+    store never had: another owner's, written while this worker was cut off or stalled and its
+    batch was held (it lands late, after them). Moving the offset past such a batch would make
+    the next recovery skip those records and rebuild sellers without their facts; so the offset
+    stays, and the next recovery reads them, and this batch, in the changelog's order."""
     if delivered.cancelled() or delivered.exception() is not None:
         return  # not in the changelog: the store must not have it either (the batch is replayed)
     try:
         store_write(table, tp.partition, writes)
         if delivered.result() is not None:
-            table.data.set_persisted_offset(tp, delivered.result().offset + len(writes) - 1)
+            first = delivered.result().offset
+            if _follows(table.data, tp, first):
+                table.data.set_persisted_offset(tp, first + len(writes) - 1)
+            elif tp not in _GAPS_LOGGED:
+                _GAPS_LOGGED.add(tp)
+                log.info("starcast: a changelog batch of %s[%d] at offset %d does not follow the store's persisted "
+                         "offset; the offset stays, and the next recovery reads what is between", tp.topic,
+                         tp.partition, first)
     except Exception as exc:  # noqa: BLE001 - RocksDB raises plain Exception for an I/O error
         if on_error is None:
             raise
         on_error(f"the local store of {tp.topic}[{tp.partition}] could not be written ({exc})")
+
+
+_GAPS_LOGGED: set[TP] = set()
+
+
+def _follows(store: Any, tp: TP, first: int) -> bool:
+    """Whether changelog offset `first` is the next after the store's persisted offset."""
+    if getattr(store, "_db_for_partition", None) is None:
+        return True  # the memory store keeps no offset: its recovery always reads the whole changelog
+    persisted = store.persisted_offset(tp)
+    return first == (-1 if persisted is None else persisted) + 1

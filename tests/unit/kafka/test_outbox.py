@@ -89,3 +89,40 @@ def test_a_store_that_cannot_be_written_is_reported_and_its_persisted_offset_sta
         assert persisted == {}
 
     asyncio.run(scenario())
+
+
+def test_the_persisted_offset_moves_only_over_a_batch_that_follows_it():
+    """A batch acknowledged after another owner's records (held while this worker was cut off)
+    must not move the offset past them: the next recovery would skip them."""
+    class Db:
+        def __init__(self):
+            self.writes = 0
+
+        def write(self, batch):
+            self.writes += 1
+
+    db = Db()
+    persisted: dict = {}
+    store = SimpleNamespace(_db_for_partition=lambda partition: db, _key_index={},
+                            persisted_offset=lambda tp: persisted.get(tp),
+                            set_persisted_offset=lambda tp, offset: persisted.__setitem__(tp, offset))
+    table = SimpleNamespace(data=store, changelog_topic=SimpleNamespace(get_topic_name=lambda: "state-changelog"))
+
+    async def scenario():
+        client = Client()
+        outbox = Outbox(lambda: client)
+        for offset, count in ((0, 2), (2, 1), (10, 2), (12, 1)):  # offsets 3-9: another owner's
+            for i in range(count):
+                outbox.put(table, 0, b"k%d" % i, b"v")
+            await outbox.flush()
+            client.sent[-1][3].set_result(SimpleNamespace(offset=offset))
+            await outbox.settled()
+            yield dict(persisted), db.writes
+
+    async def run():
+        return [step async for step in scenario()]
+
+    steps = asyncio.run(run())
+    offsets = [list(p.values()) for p, _ in steps]
+    assert offsets == [[1], [2], [2], [2]]  # 0-1, then 2; 10-11 and 12 follow a gap: it stays
+    assert [writes for _, writes in steps] == [1, 2, 3, 4]  # the values still reach the store
