@@ -1,5 +1,6 @@
 """Guarantee: a batch's table writes and sends reach Kafka as one record batch per
-topic-partition, and a table's local store never runs ahead of its changelog.
+topic-partition, a table's local store never runs ahead of its changelog, and its persisted
+offset never passes a changelog record the store does not hold.
 
 Upstream (faust-streaming 0.15.3): Faust's per-message path (`table[key] = value`,
 `topic.send`: FutureMessage → ProducerBuffer → Topic.publish → aiokafka) costs ~90 µs a record,
