@@ -72,6 +72,14 @@ def setup():
     proxy.watch({"me": os.getpid()})
     yield upstream, proxy, port
     proxy.stop()
+
+    async def close() -> None:
+        holder["server"].close()
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    asyncio.run_coroutine_threadsafe(close(), loop).result(5)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
 
