@@ -367,12 +367,10 @@ def _probe(name: str, rb: Rulebook, table: Threshold) -> Callable[[Measures], An
     if name == "marketing_index":
         least = rb.bonus_min_index
         return lambda m: (table.stars(index := marketing_index(m, rb), m.super_products), index >= least)
-    stars = table.stars
-    if name == "conversion_rate":  # Measures.conversion_rate, inlined: probes run once per change ahead
-        return lambda m: stars(m.converted_visitors / m.visitors if m.visitors else 0.0, m.super_products)
-    if name in ("potential_products", "top_super_products", "active_buyers"):
-        count = attrgetter(name)
-        return lambda m: stars(count(m), m.super_products)
+    if name in ("potential_products", "top_super_products", "active_buyers", "conversion_rate"):
+        # _earned's path for these, without its dispatch: a probe runs once per change ahead
+        stars, value_of = table.stars, attrgetter(name)
+        return lambda m: stars(value_of(m), m.super_products)
     value = _VALUES[name]
     return lambda m: _earned(name, value(m, rb), m, table)
 

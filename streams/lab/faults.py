@@ -12,6 +12,8 @@ Faults, each on the connections of the chosen processes (None: every client):
 - `reset("fetch")`: the next fetch response is cut off half way by a reset; `reset("produce")`:
   the next produce request is, on its way to the broker;
 - `stall(seconds)`: connections accepted and held, nothing forwarded either way, then reset.
+  A frame already read when the stall ends may still pass just before its connection is
+  reset, as a broker that resumes may answer what it held.
 
 The proxy reads Kafka's framing (a 4-byte size before each request and response) to find
 fetches and produces; it never changes a byte it forwards.
@@ -68,7 +70,7 @@ def owner(local_port: int, candidates: dict[str, int]) -> str | None:
 class _Fault:
     kind: str  # "cut", "latency", "stall", "reset-fetch", "reset-produce"
     names: frozenset[str] | None  # the processes it hits (None: every client)
-    until: float  # monotonic; resets: until they fire
+    until: float  # monotonic; a reset also ends when it fires
 
     def hits(self, name: str | None) -> bool:
         return self.names is None or name in self.names
@@ -114,9 +116,14 @@ class FaultProxy:
                 self.server.close()
             for conn in list(self.conns):
                 self._drop(conn, hard=False)
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        self.loop.close()
 
     def watch(self, processes: dict[str, int]) -> None:
         """Trace connections to these processes (name -> pid)."""
@@ -131,17 +138,15 @@ class FaultProxy:
     def stall(self, seconds: float, names: Iterable[str] | None = None) -> None:
         self._call(self._stall, seconds, self._set(names))
 
-    def reset(self, what: str, names: Iterable[str] | None = None) -> None:
-        """Arm a reset in the middle of the next fetch response or produce request."""
+    def reset(self, what: str, names: Iterable[str] | None = None, within: float = 30.0) -> None:
+        """Arm a reset in the middle of the next fetch response or produce request, if one
+        comes within `within` seconds (disarmed after: it never fires during a later fault)."""
         assert what in ("fetch", "produce")
-        self._call(self._add, _Fault(f"reset-{what}", self._set(names), float("inf")))
+        self._call(self._add, _Fault(f"reset-{what}", self._set(names), time.monotonic() + within))
 
     def pending_resets(self) -> int:
-        return sum(1 for f in self.faults if f.kind.startswith("reset-"))
-
-    def active(self) -> list[str]:
         now = time.monotonic()
-        return [f.kind for f in self.faults if f.until > now]
+        return sum(1 for f in self.faults if f.kind.startswith("reset-") and f.until > now)
 
     @staticmethod
     def _set(names: Iterable[str] | None) -> frozenset[str] | None:

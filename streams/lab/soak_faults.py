@@ -156,8 +156,8 @@ def _inject(kind: str, victim: WorkerProcess, workers: list[WorkerProcess], prox
         seconds = rnd.uniform(*durations.stall)
         proxy.stall(seconds, names)
     else:  # a reset: lasts until it fires (a fetch answers within the fetch wait; a produce with traffic)
-        proxy.reset(base.removeprefix("reset-"), names)
         seconds = 30.0
+        proxy.reset(base.removeprefix("reset-"), names, within=seconds)
     record = FaultRecord(kind, victim.name, seconds)
     if kill:
         time.sleep(rnd.uniform(0.2, 0.6) * min(seconds, 10.0))

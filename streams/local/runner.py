@@ -131,9 +131,8 @@ def run_stack(args: Namespace) -> int:
             size = f"{args.events:,} events" if args.events else "a month of events"
             print(f"starcast: simulating {size} for {args.sellers} sellers at "
                   f"{args.rate:,.0f} events/s; Ctrl-C stops", flush=True)
-            bootstrap = settings.broker.replace("kafka://", "")
-            asyncio.run(produce(bootstrap, settings.topic_prefix, events(args.events, args.sellers, seed=11),
-                                args.rate, progress))
+            asyncio.run(produce(settings.bootstrap_servers, settings.topic_prefix,
+                                events(args.events, args.sellers, seed=11), args.rate, progress))
         deadline = time.monotonic() + args.until_done if args.until_done else None
         while deadline is None or time.monotonic() < deadline:
             if worker.poll() is not None:

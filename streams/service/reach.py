@@ -28,14 +28,11 @@ BACKOFF = (0.5, 10.0)
 """The first pause between probes, and the longest."""
 
 
-def bootstrap_hosts(broker: str) -> list[tuple[str, int]]:
-    """(host, port) of every server in STARCAST_BROKER (`kafka://HOST:PORT[;...]`; port 9092 if
-    none is given)."""
+def bootstrap_hosts(servers: str) -> list[tuple[str, int]]:
+    """(host, port) of every server in `host:port,host:port` (Settings.bootstrap_servers; port
+    9092 if none is given)."""
     hosts = []
-    for part in broker.replace(",", ";").split(";"):
-        address = part.strip().split("://", 1)[-1].strip("/")
-        if not address:
-            continue
+    for address in servers.split(","):
         host, _, port = address.rpartition(":") if ":" in address else (address, "", "9092")
         hosts.append((host.strip("[]"), int(port)))
     return hosts
@@ -70,13 +67,13 @@ async def probe(hosts: list[tuple[str, int]], timeout: float = 3.0, kafka: bool 
     return reason
 
 
-async def wait_for_broker(broker: str, web_bind: str | None, web_port: int, tls: bool = False,
+async def wait_for_broker(servers: str, web_bind: str | None, web_port: int, tls: bool = False,
                           check: Callable[[], Awaitable[str | None]] | None = None,
                           log_every: float = LOG_EVERY, backoff: tuple[float, float] = BACKOFF) -> float:
     """Until the broker is reachable; returns the seconds waited. While it is not, serves
     `/healthz` (503) on `web_bind:web_port` if `web_bind` is given. With `tls`, a probe is a
     TCP connection only (the ApiVersions request would need the handshake first)."""
-    hosts = bootstrap_hosts(broker)
+    hosts = bootstrap_hosts(servers)
     check = check or (lambda: probe(hosts, kafka=not tls))
     reason = await check()
     if reason is None:

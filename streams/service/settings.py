@@ -214,6 +214,17 @@ class Settings:
         return 20 if self.fast_fetch else 0
 
     @property
+    def bootstrap_servers(self) -> str:
+        """STARCAST_BROKER as a plain Kafka client's bootstrap servers: `host:port,host:port`."""
+        return ",".join(part.strip().split("://", 1)[-1].strip("/") for part in self.broker.replace(",", ";").split(";")
+                        if part.strip())
+
+    @property
+    def web_bind(self) -> str:
+        """The address the web server binds: loopback for a loopback host, every interface otherwise."""
+        return "127.0.0.1" if self.web_host in ("127.0.0.1", "localhost") else "0.0.0.0"
+
+    @property
     def tls(self) -> bool:
         """Whether the broker connection uses TLS."""
         return bool(self.broker_ssl or self.broker_ssl_cafile or self.broker_ssl_certfile)
@@ -238,8 +249,7 @@ class Settings:
 
     def aiokafka_options(self) -> dict[str, Any]:
         """Connection keyword arguments for a plain aiokafka client (`starcast notify`)."""
-        hosts = ",".join(part.split("://", 1)[-1] for part in self.broker.split(";"))
-        options: dict[str, Any] = {"bootstrap_servers": hosts}
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers}
         context = self.ssl_context()
         if self.broker_sasl_username:
             options.update(security_protocol="SASL_SSL" if context else "SASL_PLAINTEXT", ssl_context=context,
@@ -259,7 +269,7 @@ class Settings:
             topic_partitions=self.partitions,
             web_port=self.web_port,
             web_host=self.web_host,
-            web_bind="127.0.0.1" if self.web_host in ("127.0.0.1", "localhost") else "0.0.0.0",
+            web_bind=self.web_bind,
             table_standby_replicas=self.standby_replicas,
             # The embedded broker's first group join takes 30 s with Faust's default.
             broker_rebalance_timeout=4.0 if self.embedded_broker else 60.0,

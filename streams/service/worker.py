@@ -49,8 +49,8 @@ def run_worker(loglevel: str = "warning") -> int:
     # Started before the broker, or cut off from it: wait (with /healthz saying so), not exit.
     loop = asyncio.new_event_loop()  # its own: the worker's loop stays Faust's
     try:
-        loop.run_until_complete(wait_for_broker(settings.broker, settings.faust_options()["web_bind"],
-                                                settings.web_port, tls=settings.tls))
+        loop.run_until_complete(wait_for_broker(settings.bootstrap_servers, settings.web_bind, settings.web_port,
+                                                tls=settings.tls))
     except KeyboardInterrupt:
         return 130
     finally:

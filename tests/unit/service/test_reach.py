@@ -14,11 +14,14 @@ import pytest
 
 from streams.local.broker import free_port
 from streams.service.reach import RepeatLimiter, bootstrap_hosts, probe, wait_for_broker
+from streams.service.settings import Settings
 
 
 def test_bootstrap_hosts_reads_every_server_with_the_default_port():
-    assert bootstrap_hosts("kafka://a:9093;kafka://b") == [("a", 9093), ("b", 9092)]
-    assert bootstrap_hosts("kafka://127.0.0.1:1,kafka://[::1]:2") == [("127.0.0.1", 1), ("::1", 2)]
+    servers = Settings(broker="kafka://a:9093;kafka://b").bootstrap_servers
+    assert bootstrap_hosts(servers) == [("a", 9093), ("b", 9092)]
+    servers = Settings(broker="kafka://127.0.0.1:1,kafka://[::1]:2").bootstrap_servers
+    assert bootstrap_hosts(servers) == [("127.0.0.1", 1), ("::1", 2)]
 
 
 async def _server(answer: bool) -> tuple[asyncio.AbstractServer, int]:
@@ -70,7 +73,7 @@ def test_the_wait_serves_healthz_503_and_logs_once_per_interval_not_per_attempt(
         return None if len(attempts) >= 40 else "refused"
 
     with caplog.at_level(logging.WARNING, logger="starcast"):
-        waited = asyncio.run(wait_for_broker("kafka://x:1", "127.0.0.1", port, check=check, log_every=60,
+        waited = asyncio.run(wait_for_broker("x:1", "127.0.0.1", port, check=check, log_every=60,
                                              backoff=(0.001, 0.002)))
     assert len(attempts) == 40 and waited > 0
     assert seen == [(503, b'{"status":"broker unreachable"}')]
@@ -85,7 +88,7 @@ def test_a_reachable_broker_is_not_waited_for():
     async def check() -> str | None:
         return None
 
-    assert asyncio.run(wait_for_broker("kafka://x:1", "127.0.0.1", free_port(), check=check)) == 0.0
+    assert asyncio.run(wait_for_broker("x:1", "127.0.0.1", free_port(), check=check)) == 0.0
 
 
 def test_the_limiter_shows_one_line_per_template_per_interval_and_counts_the_rest():
