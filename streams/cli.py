@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--offered", type=float, default=5_000, help="events/s offered for the latency figure")
     p.add_argument("--core", action="store_true", help="only the in-process rating core, no broker or Faust")
+    p.add_argument("--peers", action="store_true",
+                   help="only Faust's floor, the worker and the peer engines (Quix Streams, Bytewax; "
+                        "pip install 'starcast[peers]')")
     p.add_argument("--api", action="store_true",
                    help="the seller API under concurrent clients while one worker handles --offered events/s")
     p.add_argument("--sse", action="store_true",
@@ -231,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                                  args.seconds, args.json)
         from streams.lab.bench_service import run_service_bench
 
-        return run_service_bench(args.events, args.sellers, args.seed, args.offered, args.json)
+        return run_service_bench(args.events, args.sellers, args.seed, args.offered, args.json,
+                                 peers_only=args.peers)
     return 2
 
 
