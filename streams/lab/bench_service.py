@@ -5,7 +5,9 @@ own process and consumer group reading all of it:
   (a) floor — a Faust agent that only decodes;
   (b) naive — per event: table read, update, table write, send;
   (c) the starcast worker, alone (with and without the projection, STARCAST_PROJECTION=0),
-      then two of them in one group.
+      then two of them in one group;
+  (d) the peers (streams/lab/peers.py), when Quix Streams is installed: the naive rater and the
+      real rating core, each in a Quix Streams application.
 Events/s is measured from the first to the last event each one handled (start-up and group join
 excluded). Then: time for a fresh worker (empty data directory) to restore the tables from the
 changelogs; and produce→forecast latency percentiles of that worker under a fixed offered load
@@ -28,26 +30,63 @@ from typing import Any
 
 import orjson
 
+from streams.core.contract import TOPICS
 from streams.core.timeutil import format_ts, parse_ts
 from streams.local.broker import EmbeddedBroker
 from streams.testing import PeakRss, WorkerProcess, event_messages, send
+from streams.lab.peers import PEERS
+from streams.lab.peers import available as peers_available
 from streams.lab.workload import events as simulate
 
 PREFIX = "bench-"
 PARTITIONS = 4
 
 
+def create_input_topics(bootstrap: str) -> None:
+    """The input topics, created before the input is produced, with PARTITIONS partitions and an
+    explicit retention: Quix Streams derives its changelogs' retention from its inputs', and tansu
+    describes only the configs a topic was created with."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(PREFIX + name, PARTITIONS, 1,
+                                                topic_configs={"retention.ms": "-1", "retention.bytes": "-1"})
+                                       for name in sorted(set(TOPICS.values()))])
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+
+
 def run_baseline(kind: str, broker: EmbeddedBroker, n: int, timeout: float) -> dict:
-    process = subprocess.Popen([sys.executable, "-m", "streams.lab.baselines", kind, broker.url, PREFIX,
-                                str(n), str(PARTITIONS)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    return run_contender([sys.executable, "-m", "streams.lab.baselines", kind, broker.url, PREFIX, str(n),
+                          str(PARTITIONS)], f"baseline {kind}", n, timeout)
+
+
+def run_peer(kind: str, broker: EmbeddedBroker, topics: list[str], n: int, timeout: float, workdir: Path) -> dict:
+    """One peer engine (streams/lab/peers.py) over the input topics `topics`."""
+    return run_contender([sys.executable, "-m", "streams.lab.peers", kind, broker.bootstrap, ",".join(topics), str(n),
+                          str(workdir / kind)], f"peer {kind}", n, timeout)
+
+
+def run_contender(argv: list[str], name: str, n: int, timeout: float) -> dict:
+    """Run one contender process over the input; it prints JSON lines with the number of events
+    handled and the wall-clock instants of the first and last. Its rate is taken over all `n`, or,
+    if it has not handled them all within `timeout`, over those it had (then `partial`)."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
     result: dict = {}
 
     def read() -> None:
         for line in process.stdout or ():
             if line.startswith(b"{"):
                 result.update(orjson.loads(line))
-                return
+                if result["events"] >= n:
+                    return
 
     reader = threading.Thread(target=read, daemon=True)
     with PeakRss(process.pid) as rss:
@@ -58,9 +97,13 @@ def run_baseline(kind: str, broker: EmbeddedBroker, n: int, timeout: float) -> d
         process.wait(20)
     except subprocess.TimeoutExpired:
         process.kill()
-    if not result:
-        raise RuntimeError(f"baseline {kind} did not finish {n:,} events in {timeout:.0f} s")
-    return {"events_per_s": round(n / (result["last"] - result["first"])), "peak_rss_mib": rss.peak >> 20}
+    if not result or result["last"] <= result["first"]:
+        raise RuntimeError(f"{name} did not handle {n:,} events in {timeout:.0f} s")
+    figures = {"events_per_s": round(result["events"] / (result["last"] - result["first"])),
+               "peak_rss_mib": rss.peak >> 20}
+    if result["events"] < n:
+        figures["partial"] = f"stopped after {timeout:.0f} s with {result['events']:,} of {n:,} events handled"
+    return figures
 
 
 def _events_handled(worker: WorkerProcess) -> float:
@@ -202,69 +245,107 @@ def raw_changelog_read(bootstrap: str, topics: list[str]) -> dict:
     return asyncio.run(read())
 
 
-def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, as_json: bool) -> int:
+def _service_figures(broker: EmbeddedBroker, workdir: Path, events: list[dict], report: dict, n_sellers: int,
+                     seed: int, offered: float, timeout: float) -> None:
+    """The worker without the projection and on Faust's fetch loop, two workers, the state, the
+    restore and the latency, into `report`."""
+    n_events = len(events)
+    report["starcast_no_projection"] = measure_workers(broker, workdir, ["no-projection"], n_events, timeout,
+                                                       app_id="starcast-no-projection",
+                                                       env={"STARCAST_PROJECTION": "0"})
+    report["ratio_no_projection_to_floor"] = round(report["starcast_no_projection"]["events_per_s"]
+                                                   / report["floor"]["events_per_s"], 3)
+    # And the same worker on Faust's own fetch loop (STARCAST_FAST_FETCH=0; README).
+    report["starcast_faust_fetch"] = measure_workers(broker, workdir, ["faust-fetch"], n_events, timeout,
+                                                     app_id="starcast-faust-fetch",
+                                                     env={"STARCAST_FAST_FETCH": "0"})
+    report["ratio_faust_fetch_to_floor"] = round(report["starcast_faust_fetch"]["events_per_s"]
+                                                 / report["floor"]["events_per_s"], 3)
+    report["starcast_two_workers"] = measure_workers(broker, workdir, ["pair-a", "pair-b"], n_events, timeout,
+                                                     app_id="starcast-pair")
+    report["scaling_two_to_one"] = round(report["starcast_two_workers"]["events_per_s"]
+                                         / report["starcast"]["events_per_s"], 2)
+
+    report["state"] = stored_state(broker, events)
+    # First a fresh worker restoring through Faust's own per-record recovery
+    # (STARCAST_BULK_RESTORE=0), stopped once ready; then the default one, measured and kept.
+    faust_path = WorkerProcess(broker.url, PREFIX, workdir, "restored-faust-path", partitions=PARTITIONS,
+                               extra_env={"STARCAST_BULK_RESTORE": "0"})
+    started = time.monotonic()
+    try:
+        faust_path.start().wait_ready(timeout=timeout, recoveries_before=0)
+        faust_path_seconds = round(time.monotonic() - started, 1)
+    finally:
+        faust_path.stop()
+    fresh = WorkerProcess(broker.url, PREFIX, workdir, "restored", partitions=PARTITIONS)
+    started = time.monotonic()
+    fresh.start().wait_ready(timeout=timeout, recoveries_before=0)
+    report["restore_seconds"] = round(time.monotonic() - started, 1)
+    raw = raw_changelog_read(broker.bootstrap, [PREFIX + t for t in RESTORED])
+    report["restore"] = {"records": raw["records"], "mb": round(raw["bytes"] / 2**20, 1),
+                         "worker_records_per_s": round(raw["records"] / report["restore_seconds"]),
+                         "raw_read_seconds": raw["seconds"],
+                         "raw_records_per_s": round(raw["records"] / max(raw["seconds"], 0.01)),
+                         "worker_to_raw": round(raw["seconds"] / report["restore_seconds"], 3),
+                         "faust_path_seconds": faust_path_seconds,
+                         "faust_path_to_raw": round(raw["seconds"] / faust_path_seconds, 3)}
+    try:
+        # Two seconds of the same load first, not counted: a worker's first batch after a
+        # restore re-rates every seller it restored (catch-up), which is a restart cost,
+        # not the steady latency under this load.
+        # Both continue the input in event time, as live traffic does (a load simulated
+        # again from the input's first day would be a month of late events).
+        since = format_ts(max(parse_ts(e["ts"]) for e in events) + 1)
+        warm_up = list(simulate(int(offered * 2), n_sellers, seed=seed + 2, start=since, days=1))
+        offer(broker, fresh, warm_up, offered, timeout)
+        since = format_ts(max(parse_ts(e["ts"]) for e in warm_up) + 1)
+        load = list(simulate(int(offered * 10), n_sellers, seed=seed + 1, start=since, days=5))
+        before = latency_buckets(fresh)
+        achieved, handled = offer(broker, fresh, load, offered, timeout)
+        if not handled:
+            raise RuntimeError(
+                f"the restored worker did not handle the {len(load):,} latency events; see {workdir}")
+        after = latency_buckets(fresh)
+        report["latency"] = {"offered_per_s": round(achieved), "events": len(load),
+                             "p50_s": quantile(before, after, 0.5), "p99_s": quantile(before, after, 0.99)}
+    finally:
+        fresh.stop()
+
+
+def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, as_json: bool,
+                      peers_only: bool = False) -> int:
+    """Every figure above; with `peers_only`, the floor, the worker and the peers alone."""
     workdir = Path(tempfile.mkdtemp(prefix="starcast-bench-"))
     broker = EmbeddedBroker().start()
     report: dict = {"events": n_events, "sellers": n_sellers, "partitions": PARTITIONS, "seed": seed}
     try:
         events = list(simulate(n_events, n_sellers, seed=seed))
+        create_input_topics(broker.bootstrap)
         send(broker.bootstrap, event_messages(PREFIX, events))
         timeout = 120 + n_events / 500
         report["floor"] = run_baseline("floor", broker, n_events, timeout)
-        report["naive"] = run_baseline("naive", broker, n_events, timeout)
-
+        if not peers_only:
+            report["naive"] = run_baseline("naive", broker, n_events, timeout)
         report["starcast"] = measure_workers(broker, workdir, ["starcast"], n_events, timeout)
         report["ratio_starcast_to_floor"] = round(
             report["starcast"]["events_per_s"] / report["floor"]["events_per_s"], 3)
-        # Beside it, the same worker without the projection (STARCAST_PROJECTION=0): its cost.
-        report["starcast_no_projection"] = measure_workers(broker, workdir, ["no-projection"], n_events, timeout,
-                                                           app_id="starcast-no-projection",
-                                                           env={"STARCAST_PROJECTION": "0"})
-        report["ratio_no_projection_to_floor"] = round(report["starcast_no_projection"]["events_per_s"]
-                                                       / report["floor"]["events_per_s"], 3)
-        # And the same worker on Faust's own fetch loop (STARCAST_FAST_FETCH=0; README).
-        report["starcast_faust_fetch"] = measure_workers(broker, workdir, ["faust-fetch"], n_events, timeout,
-                                                         app_id="starcast-faust-fetch",
-                                                         env={"STARCAST_FAST_FETCH": "0"})
-        report["ratio_faust_fetch_to_floor"] = round(report["starcast_faust_fetch"]["events_per_s"]
-                                                     / report["floor"]["events_per_s"], 3)
-        report["starcast_two_workers"] = measure_workers(broker, workdir, ["pair-a", "pair-b"], n_events, timeout,
-                                                         app_id="starcast-pair")
-        report["scaling_two_to_one"] = round(report["starcast_two_workers"]["events_per_s"]
-                                             / report["starcast"]["events_per_s"], 2)
-
-        report["state"] = stored_state(broker, events)
-        fresh = WorkerProcess(broker.url, PREFIX, workdir, "restored", partitions=PARTITIONS)
-        started = time.monotonic()
-        fresh.start().wait_ready(timeout=timeout, recoveries_before=0)
-        report["restore_seconds"] = round(time.monotonic() - started, 1)
-        raw = raw_changelog_read(broker.bootstrap, [PREFIX + t for t in RESTORED])
-        report["restore"] = {"records": raw["records"], "mb": round(raw["bytes"] / 2**20, 1),
-                             "worker_records_per_s": round(raw["records"] / report["restore_seconds"]),
-                             "raw_read_seconds": raw["seconds"],
-                             "raw_records_per_s": round(raw["records"] / max(raw["seconds"], 0.01)),
-                             "worker_to_raw": round(raw["seconds"] / report["restore_seconds"], 3)}
-        try:
-            # Two seconds of the same load first, not counted: a worker's first batch after a
-            # restore re-rates every seller it restored (catch-up), which is a restart cost,
-            # not the steady latency under this load.
-            # Both continue the input in event time, as live traffic does (a load simulated
-            # again from the input's first day would be a month of late events).
-            since = format_ts(max(parse_ts(e["ts"]) for e in events) + 1)
-            warm_up = list(simulate(int(offered * 2), n_sellers, seed=seed + 2, start=since, days=1))
-            offer(broker, fresh, warm_up, offered, timeout)
-            since = format_ts(max(parse_ts(e["ts"]) for e in warm_up) + 1)
-            load = list(simulate(int(offered * 10), n_sellers, seed=seed + 1, start=since, days=5))
-            before = latency_buckets(fresh)
-            achieved, handled = offer(broker, fresh, load, offered, timeout)
-            if not handled:
-                raise RuntimeError(
-                    f"the restored worker did not handle the {len(load):,} latency events; see {workdir}")
-            after = latency_buckets(fresh)
-            report["latency"] = {"offered_per_s": round(achieved), "events": len(load),
-                                 "p50_s": quantile(before, after, 0.5), "p99_s": quantile(before, after, 0.99)}
-        finally:
-            fresh.stop()
+        # The peers, on the same input: Quix Streams with the naive rater and with the real core.
+        report["peers"] = {}
+        for kind in PEERS:
+            why_not = peers_available(kind)
+            if why_not is not None:
+                report["peers"][kind] = {"skipped": why_not}
+                continue
+            topics = sorted({PREFIX + TOPICS[e["type"]] for e in events})  # those the input went to
+            try:
+                # A peer far slower than the worker is stopped early and rated on what it handled.
+                peer = report["peers"][kind] = run_peer(kind, broker, topics, n_events, min(timeout, 180), workdir)
+            except RuntimeError as failed:  # a peer that stalls is a figure too, not the bench's end
+                report["peers"][kind] = {"skipped": str(failed)}
+                continue
+            peer["starcast_to_peer"] = round(report["starcast"]["events_per_s"] / peer["events_per_s"], 2)
+        if not peers_only:
+            _service_figures(broker, workdir, events, report, n_sellers, seed, offered, timeout)
     finally:
         broker.stop()
     if as_json:
@@ -274,8 +355,19 @@ def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, 
           f"embedded broker, one process each")
     for name in ("floor", "naive", "starcast", "starcast_no_projection", "starcast_faust_fetch",
                  "starcast_two_workers"):
+        if name not in report:
+            continue
         r = report[name]
         print(f"  {name:<22} {r['events_per_s']:>8,} events/s   peak RSS {r['peak_rss_mib']} MiB (per process)")
+    for kind, r in report["peers"].items():
+        if "skipped" in r:
+            print(f"  {kind:<22} skipped: {r['skipped']}")
+        else:
+            print(f"  {kind:<22} {r['events_per_s']:>8,} events/s   peak RSS {r['peak_rss_mib']} MiB   "
+                  f"starcast / {kind} = {r['starcast_to_peer']}" + (f" ({r['partial']})" if "partial" in r else ""))
+    if peers_only:
+        print(f"  starcast / floor = {report['ratio_starcast_to_floor']}")
+        return 0
     print(f"  starcast / floor = {report['ratio_starcast_to_floor']} (on Faust's fetch loop, STARCAST_FAST_FETCH=0: "
           f"{report['ratio_faust_fetch_to_floor']}; without the projection, STARCAST_PROJECTION=0: "
           f"{report['ratio_no_projection_to_floor']}); two workers / one = {report['scaling_two_to_one']}")
@@ -287,7 +379,8 @@ def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, 
     print(f"  restore from changelogs (fresh worker, start to ready): {report['restore_seconds']} s for "
           f"{rs['records']:,} records ({rs['mb']} MB), {rs['worker_records_per_s']:,} records/s; a raw aiokafka read "
           f"of the same topics: {rs['raw_read_seconds']} s, {rs['raw_records_per_s']:,} records/s "
-          f"(worker / raw = {rs['worker_to_raw']})")
+          f"(worker / raw = {rs['worker_to_raw']}); through Faust's per-record recovery (STARCAST_BULK_RESTORE=0): "
+          f"{rs['faust_path_seconds']} s (/ raw = {rs['faust_path_to_raw']})")
     lat = report["latency"]
     print(f"  produce->forecast latency at {lat['offered_per_s']:,} events/s offered ({lat['events']:,} events): "
           f"p50 <= {lat['p50_s']} s, p99 <= {lat['p99_s']} s (histogram bucket bounds)")

@@ -196,6 +196,9 @@ class Settings:
     fast_fetch: bool = field(default=True, metadata=spec(
         "STARCAST_FAST_FETCH", "The worker's own fetch loop and batched intake; 0 keeps Faust's loop "
         "(about 3x slower).", "Performance", _boolean, "1 or 0"))
+    bulk_restore: bool = field(default=True, metadata=spec(
+        "STARCAST_BULK_RESTORE", "Table recovery reads the changelogs in bulk; 0 keeps Faust's per-record "
+        "recovery.", "Performance", _boolean, "1 or 0"))
     fetch_wait_ms: int | None = field(default=None, metadata=spec(
         "STARCAST_FETCH_WAIT_MS", "Embedded broker only: the consumer's fetch wait. `auto`: 20 ms with the "
         "own fetch loop, else Faust's 1,500 ms; 0 also means Faust's.", "Performance", _optional_ms,

@@ -11,13 +11,15 @@ caused, what is kept and the upstream issue if any:
 | `rebalance.py` | no input record is lost around a rebalance |
 | `fetch_loop.py`, `intake.py` | the agent's records reach it in batches, in event-time order; Faust's guarantees kept |
 | `outbox.py` | one record batch per topic-partition; a store neither runs ahead of its changelog nor skips it |
+| `restore.py` | a table recovery applies the same changelog records, in order, read in bulk |
 | `tansu.py` | (embedded broker) recovery reads to the changelog's true end; short fetch wait |
 | `versions.py` | the overrides run only on the library releases they were written against |
 
 They plug in through Faust's extension points: the consumer and producer are subclasses of the
 aiokafka driver's, composed into a `Transport` subclass (`transport.py`), which the `App`
-subclass below uses; there is no patching of live objects and no install order. Private
-members of Faust and aiokafka are used here and nowhere else (ruff's SLF001 enforces it).
+subclass below uses, and the table manager is given through the `TableManager` setting; there
+is no patching of live objects and no install order. Private members of Faust and aiokafka are
+used here and nowhere else (ruff's SLF001 enforces it).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from streams.service.kafka.intake import Intake
 from streams.service.kafka.options import KafkaOptions
 from streams.service.kafka.outbox import Outbox, aiokafka_producer
 from streams.service.kafka.rebalance import StallDetector
+from streams.service.kafka.restore import BulkTableManager
 from streams.service.kafka.transport import transport_class
 from streams.service.kafka.versions import PINNED, VersionMismatch, check_versions
 
@@ -42,6 +45,8 @@ class App(faust.App):
 
     def __init__(self, id: str, *, kafka_options: KafkaOptions = KafkaOptions(), **options: Any) -> None:
         self.kafka_options = kafka_options
+        if kafka_options.bulk_restore:
+            options.setdefault("TableManager", BulkTableManager)
         super().__init__(id, **options)
 
     def _new_transport(self) -> Any:

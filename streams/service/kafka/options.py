@@ -15,6 +15,7 @@ class KafkaOptions:
     embedded_broker: bool = False  # tansu.py
     bootstrap: str = ""  # host:port, for tansu.py's end-offset fetches
     fetch_wait_ms: int = 0  # tansu.py: the consumer's fetch wait; 0 keeps Faust's
+    bulk_restore: bool = True  # restore.py; False keeps Faust's per-record recovery
 
 
 def options_of(component: Any) -> KafkaOptions:

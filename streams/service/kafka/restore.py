@@ -1,0 +1,121 @@
+"""Guarantee: a table recovery writes every changelog record from the store's persisted offset
+to the changelog's end into the local RocksDB store, in offset order, and moves the persisted
+offset with them, as Faust's recovery does; it reads them in bulk.
+
+Upstream (faust-streaming 0.15.3): `Recovery._slurp_changelogs` takes the changelog one record
+at a time from a queue fed by the consumer's fetcher (a task per `asyncio.wait_for`, two
+formatted debug strings and a scan of every partition's remaining count per record): a fresh
+worker restored ~4,300 records/s where a plain aiokafka read of the same topics ran at ~44,000.
+
+Kept here: after Faust has computed each active changelog partition's start (the persisted
+offset, or the earliest offset) and end (`_build_highwaters`, `_build_offsets`), a separate
+aiokafka consumer reads from the start to the end in large fetches and hands each partition's
+records to the table's `apply_changelog_batch` in offset order, in batches; Faust's own recovery
+then finds nothing left to read and resumes the streams as usual. Only RocksDB stores are read
+this way (the memory store keeps Faust's path). The bulk read stops at a deadline below Faust's
+request timeout (the step it runs in is bounded by it); what remains is read by Faust's path
+from where the bulk read stopped. Standby partitions keep Faust's path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, cast
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+from faust.tables import TableManager
+from faust.tables.recovery import Recovery
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+from faust.types import TP
+
+from streams.service.kafka.options import options_of
+
+log = logging.getLogger("starcast")
+
+FETCH_BYTES = 4 << 20  # per partition and fetch
+BATCH = 10_000  # records per apply_changelog_batch call
+
+
+class _Record:
+    """The parts of a Faust changelog event that a RocksDB store's `apply_changelog_batch` reads."""
+
+    __slots__ = ("key", "value", "tp", "offset", "partition")
+
+    def __init__(self, tp: TP, record: Any) -> None:
+        self.key, self.value, self.offset = record.key, record.value, record.offset
+        self.tp, self.partition = tp, tp.partition
+
+    @property
+    def message(self) -> "_Record":
+        return self
+
+
+def _bulk_readable(table: Any) -> bool:
+    return hasattr(table.data, "_db_for_partition")  # a RocksDB store
+
+
+class BulkRecovery(Recovery):
+    """Faust's recovery, with the active changelog partitions read in bulk first."""
+
+    async def _build_offsets(self, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+        await super()._build_offsets(consumer, tps, destination, title)
+        if title == "active" and tps:
+            budget = max(self.app.conf.broker_request_timeout * 0.8 - 5, 1.0)
+            await self.read_in_bulk(consumer, set(tps), destination, budget)
+
+    async def read_in_bulk(self, consumer: Any, tps: set[TP], offsets: Any, budget: float) -> int:
+        """Apply every record after `offsets[tp]` up to the partition's last offset to its table;
+        `offsets` moves with them. Returns the number of records applied."""
+        ends = {tp: self.active_highwaters.get(tp) for tp in tps}
+        todo = {tp: end for tp, end in ends.items()
+                if end is not None and end > offsets[tp] and tp in self.tp_to_table
+                and _bulk_readable(self.tp_to_table[tp])}
+        if not todo:
+            return 0
+        started = time.monotonic()
+        options = options_of(consumer)
+        bootstrap = options.bootstrap or ",".join(f"{u.host}:{u.port or 9092}" for u in self.app.conf.broker_consumer)
+        reader = AIOKafkaConsumer(bootstrap_servers=bootstrap,
+                                  group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50,
+                                  max_partition_fetch_bytes=FETCH_BYTES, fetch_max_bytes=8 * FETCH_BYTES,
+                                  **credentials_to_aiokafka_auth(self.app.conf.broker_credentials))
+        await reader.start()
+        applied = 0
+        try:
+            partitions = {TopicPartition(tp.topic, tp.partition): tp for tp in todo}
+            reader.assign(list(partitions))
+            for atp, tp in partitions.items():
+                reader.seek(atp, offsets[tp] + 1)
+            while todo and time.monotonic() - started < budget:
+                fetched = await reader.getmany(*[a for a, tp in partitions.items() if tp in todo], timeout_ms=500,
+                                               max_records=BATCH)
+                for atp, records in fetched.items():
+                    tp = partitions[atp]
+                    end = todo.get(tp)
+                    if end is None:
+                        continue
+                    batch = [_Record(tp, r) for r in records if offsets[tp] < r.offset <= end]
+                    if batch:
+                        self.tp_to_table[tp].apply_changelog_batch(cast(Any, batch))
+                        offsets[tp] = batch[-1].offset
+                        applied += len(batch)
+                    if offsets[tp] >= end or (records and records[-1].offset >= end):
+                        offsets[tp] = max(offsets[tp], end)  # a gap (a control record) up to the end
+                        del todo[tp]
+        finally:
+            await reader.stop()
+        log.info("starcast: restored %d changelog records in bulk in %.1f s%s", applied, time.monotonic() - started,
+                 f"; {len(todo)} partitions left to Faust's path" if todo else "")
+        return applied
+
+
+class BulkTableManager(TableManager):
+    """Faust's table manager, recovering through BulkRecovery."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = BulkRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
