@@ -109,9 +109,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="concurrent clients: API clients with --api (default 500), streams with --sse (default 1000)")
     p.add_argument("--replay", action="store_true",
                    help="replay's speed and peak RSS beside the state it keeps, on files of --sizes events")
-    p.add_argument("--sizes", default="100000,1000000", help="with --replay: event counts, comma-separated")
+    p.add_argument("--restore", action="store_true",
+                   help="a fresh worker's restore beside a raw read of its changelogs, on the state of --sizes events")
+    p.add_argument("--faust-path", action="store_true",
+                   help="with --restore: also restore through Faust's per-record recovery (STARCAST_BULK_RESTORE=0)")
+    p.add_argument("--sizes", default=None,
+                   help="with --replay (default 100000,1000000) or --restore (default 300000): event counts, "
+                        "comma-separated")
     p.add_argument("--idle", type=int, default=10_000, help="with --sse: idle streams held beside them")
     p.add_argument("--seconds", type=float, default=20, help="with --api or --sse: how long the clients run")
+    p.add_argument("--rate", type=float, default=0,
+                   help="with --api: requests due per second across the clients (open loop); 0, the default: each "
+                        "client asks again when answered (closed loop)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
 
     args = parser.parse_args(argv)
@@ -221,11 +230,17 @@ def main(argv: list[str] | None = None) -> int:
 
             month = args.events if args.events != 300_000 else 60_000  # a month to serve, not a throughput run
             return run_api_bench(month, args.sellers, args.seed, args.offered, args.clients or 500, args.seconds,
-                                 args.json)
+                                 args.json, rate=args.rate)
         if args.replay:
             from streams.lab.bench_replay import run_replay_bench
 
-            return run_replay_bench([int(n) for n in args.sizes.split(",")], args.seed, args.json)
+            return run_replay_bench([int(n) for n in (args.sizes or "100000,1000000").split(",")], args.seed,
+                                    args.json)
+        if args.restore:
+            from streams.lab.bench_restore import run_restore_bench
+
+            return run_restore_bench([int(n) for n in (args.sizes or "300000").split(",")], args.sellers, args.seed,
+                                     args.faust_path, args.json)
         if args.sse:
             from streams.lab.bench_sse import run_sse_bench
 

@@ -61,9 +61,10 @@ def continuing(events: list[dict], count: int, n_sellers: int, seed: int) -> lis
 
 
 def run_api_bench(n_events: int, n_sellers: int, seed: int, offered: float, clients: int, seconds: float,
-                  as_json: bool) -> int:
+                  as_json: bool, rate: float = 0) -> int:
+    """`rate` 0: closed-loop clients; > 0: requests due at that rate (streams/lab/api_load.py)."""
     report: dict = {"events": n_events, "sellers": n_sellers, "offered_per_s": offered, "clients": clients,
-                    "seconds": seconds}
+                    "seconds": seconds, "request_rate": rate}
     with serving_month(n_events, n_sellers, seed, "api") as (broker, worker, events):
         sellers = sorted({e["seller_id"] for e in events})
         stream = continuing(events, int(offered * (seconds + 5)), n_sellers, seed + 1)
@@ -74,7 +75,7 @@ def run_api_bench(n_events: int, n_sellers: int, seed: int, offered: float, clie
         time.sleep(2)  # the stream first, then the clients
         started = time.monotonic()
         out = subprocess.run([sys.executable, "-m", "streams.lab.api_load", worker.base, str(seconds), str(clients),
-                              TOKEN, *sellers], capture_output=True, timeout=seconds + 120, check=True)
+                              str(rate), TOKEN, *sellers], capture_output=True, timeout=seconds + 120, check=True)
         elapsed = time.monotonic() - started
         report["api"] = orjson.loads(out.stdout.splitlines()[-1])
         report["events_handled_per_s_meanwhile"] = round((_events_handled(worker) - handled_before) / (elapsed + 2))
@@ -84,7 +85,7 @@ def run_api_bench(n_events: int, n_sellers: int, seed: int, offered: float, clie
     api = report["api"]
     print(f"starcast API bench: one worker, {n_sellers:,} sellers, {clients} concurrent clients for {seconds:.0f} s "
           f"while events arrive at {offered:,.0f}/s")
-    print(f"  GET /sellers/{{id}} and /actions: {api['requests_per_s']:,} requests/s, "
+    print(f"  GET /sellers/{{id}} and /actions ({api['mode']}): {api['requests_per_s']:,} requests/s, "
           f"p50 {api['p50_s'] * 1000:.0f} ms, p99 {api['p99_s'] * 1000:.0f} ms, max {api['max_s'] * 1000:.0f} ms; "
           f"statuses {api['statuses']}")
     print(f"  events handled meanwhile: {report['events_handled_per_s_meanwhile']:,}/s")
