@@ -79,6 +79,7 @@ class BulkRecovery(Recovery):
         bootstrap = options.bootstrap or ",".join(f"{u.host}:{u.port or 9092}" for u in self.app.conf.broker_consumer)
         reader = AIOKafkaConsumer(bootstrap_servers=bootstrap,
                                   group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50,
+                                  auto_offset_reset="earliest",
                                   max_partition_fetch_bytes=FETCH_BYTES, fetch_max_bytes=8 * FETCH_BYTES,
                                   **credentials_to_aiokafka_auth(self.app.conf.broker_credentials))
         await reader.start()
@@ -101,9 +102,11 @@ class BulkRecovery(Recovery):
                         self.tp_to_table[tp].apply_changelog_batch(cast(Any, batch))
                         offsets[tp] = batch[-1].offset
                         applied += len(batch)
-                    if offsets[tp] >= end or (records and records[-1].offset >= end):
-                        offsets[tp] = max(offsets[tp], end)  # a gap (a control record) up to the end
-                        del todo[tp]
+                for atp, tp in partitions.items():
+                    # Done when the reader is past the end: the last offset may hold no record
+                    # (a transaction marker; compaction), so the position says, not the records.
+                    if tp in todo and await reader.position(atp) > todo[tp]:
+                        offsets[tp] = max(offsets[tp], todo.pop(tp))
         finally:
             await reader.stop()
         log.info("starcast: restored %d changelog records in bulk in %.1f s%s", applied, time.monotonic() - started,
