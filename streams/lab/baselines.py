@@ -21,6 +21,7 @@ import orjson
 from faust.worker import Worker
 
 from streams.core.contract import TOPICS
+from streams.lab.peers import tally
 
 
 def create_baseline_app(kind: str, broker: str, prefix: str, expected: int, partitions: int) -> faust.App:
@@ -58,9 +59,7 @@ def create_baseline_app(kind: str, broker: str, prefix: str, expected: int, part
             async for event in stream.events():
                 e = orjson.loads(event.value)
                 key = e["seller_id"].encode()
-                record = orjson.loads(table.get(key) or b"{}")
-                record[e["type"]] = record.get(e["type"], 0) + 1
-                data = orjson.dumps(record)
+                data = orjson.dumps(tally(orjson.loads(table.get(key) or b"{}"), e))
                 table[key] = data
                 await out.send(key=key, value=data)
                 count()

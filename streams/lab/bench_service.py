@@ -269,14 +269,10 @@ def _service_figures(broker: EmbeddedBroker, workdir: Path, events: list[dict], 
     report["state"] = stored_state(broker, events)
     # First a fresh worker restoring through Faust's own per-record recovery
     # (STARCAST_BULK_RESTORE=0), stopped once ready; then the default one, measured and kept.
-    faust_path = WorkerProcess(broker.url, PREFIX, workdir, "restored-faust-path", partitions=PARTITIONS,
-                               extra_env={"STARCAST_BULK_RESTORE": "0"})
-    started = time.monotonic()
-    try:
-        faust_path.start().wait_ready(timeout=timeout, recoveries_before=0)
-        faust_path_seconds = round(time.monotonic() - started, 1)
-    finally:
-        faust_path.stop()
+    from streams.lab.bench_restore import restore_once  # it builds on this module
+
+    faust_path_seconds = restore_once(broker, workdir, "restored-faust-path", {"STARCAST_BULK_RESTORE": "0"},
+                                      timeout)["ready"]
     fresh = WorkerProcess(broker.url, PREFIX, workdir, "restored", partitions=PARTITIONS)
     started = time.monotonic()
     fresh.start().wait_ready(timeout=timeout, recoveries_before=0)
@@ -331,12 +327,12 @@ def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, 
             report["starcast"]["events_per_s"] / report["floor"]["events_per_s"], 3)
         # The peers, on the same input: Quix Streams with the naive rater and with the real core.
         report["peers"] = {}
+        topics = sorted({PREFIX + TOPICS[e["type"]] for e in events})  # those the input went to
         for kind in PEERS:
             why_not = peers_available(kind)
             if why_not is not None:
                 report["peers"][kind] = {"skipped": why_not}
                 continue
-            topics = sorted({PREFIX + TOPICS[e["type"]] for e in events})  # those the input went to
             try:
                 # A peer far slower than the worker is stopped early and rated on what it handled.
                 peer = report["peers"][kind] = run_peer(kind, broker, topics, n_events, min(timeout, 180), workdir)
