@@ -13,9 +13,7 @@ import orjson
 
 from streams import testing
 from streams.service.access import mint
-import pytest
 
-from streams.local.broker import EmbeddedBroker
 from tests.integration.test_streaming import (_prefixes, expected_ratings, produce_events, scripted_month,
                                               tick_all, worker_pair)
 
@@ -33,13 +31,6 @@ def call(base: str, path: str, token: str, body: bytes | None = None) -> tuple[i
             return response.status, orjson.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, orjson.loads(exc.read())
-
-
-@pytest.fixture(scope="module")
-def broker():
-    b = EmbeddedBroker().start()
-    yield b
-    b.stop()
 
 
 def test_every_endpoint_answers_the_same_from_either_worker(broker, tmp_path):

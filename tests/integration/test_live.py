@@ -10,22 +10,13 @@ import time
 
 import aiohttp
 import orjson
-import pytest
 
 from streams import testing
-from streams.local.broker import EmbeddedBroker
 from streams.service.access import mint
 from tests.conftest import Events as E
 from tests.integration.test_streaming import _prefixes, produce_events, scripted_month, worker_pair
 
 SECRET = "live-secret-of-at-least-32-bytes!!"
-
-
-@pytest.fixture(scope="module")
-def broker():
-    b = EmbeddedBroker().start()
-    yield b
-    b.stop()
 
 
 async def read_events(response: aiohttp.ClientResponse, n: int, timeout: float) -> list[dict]:

@@ -18,10 +18,8 @@ import urllib.parse
 import urllib.request
 
 import orjson
-import pytest
 import yaml
 
-from streams.local.broker import EmbeddedBroker
 from tests.conftest import Events as E
 from tests.conftest import at
 from tests.integration.test_streaming import BAD_INPUT, Worker, _produce, produce_events, tick_all
@@ -42,13 +40,6 @@ def one_star_month(seller: str) -> list[dict]:
 def exported_names(metrics_text: str) -> set[str]:
     return {line.split("{", 1)[0].split(" ", 1)[0] for line in metrics_text.splitlines()
             if line and not line.startswith("#")}
-
-
-@pytest.fixture(scope="module")
-def broker():
-    b = EmbeddedBroker().start()
-    yield b
-    b.stop()
 
 
 def free_port() -> int:

@@ -6,22 +6,13 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
 
 from streams import testing
-from streams.local.broker import EmbeddedBroker
 from streams.core.timeutil import format_ts, parse_ts
 from streams.lab.workload import events as simulated
 from tests.integration.test_streaming import Worker, expected_ratings, produce_events, tick_all
 
 PREFIX = "restore-"
-
-
-@pytest.fixture(scope="module")
-def broker():
-    b = EmbeddedBroker().start()
-    yield b
-    b.stop()
 
 
 def answers(worker: Worker, sellers: list[str]) -> dict[str, dict]:

@@ -13,17 +13,9 @@ import pytest
 from streams.core.rulebook import load
 from streams.core.timeutil import parse_ts
 from streams import testing
-from streams.local.broker import EmbeddedBroker
 from tests.conftest import rate_events
 from tests.integration.test_streaming import produce_events, tick_all
 from tests.unit.test_score_rulebooks import strong
-
-
-@pytest.fixture(scope="module")
-def broker():
-    b = EmbeddedBroker().start()
-    yield b
-    b.stop()
 
 
 def get(base: str, path: str) -> dict | None:

@@ -16,7 +16,6 @@ import urllib.error
 import urllib.request
 
 import orjson
-import pytest
 
 from streams.core.contract import TOPICS
 from streams.core.rulebook import load
@@ -30,13 +29,6 @@ from tests.conftest import at
 
 PARTITIONS = 4
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def broker():
-    b = EmbeddedBroker().start()
-    yield b
-    b.stop()
 
 
 class Worker(testing.WorkerProcess):
