@@ -175,7 +175,14 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
         async with batch_lock:  # a table rebuild waits for the batch
             first_handled.clear()
             items = [item for item in map(incoming, messages) if item is not None]
-            by_partition = processor.handle_batch(items, defer_freeze)
+            by_partition: dict = {}
+            # In slices: an API request or a stream arriving mid-batch waits for one slice,
+            # not for the batch (tens to hundreds of ms of CPU when many sellers are re-rated).
+            deadline = time.perf_counter() + s.slice_seconds
+            for _ in processor.batch_steps(items, defer_freeze, by_partition):
+                if s.slice_seconds and time.perf_counter() >= deadline:
+                    await asyncio.sleep(0)
+                    deadline = time.perf_counter() + s.slice_seconds
             for partition, effects in by_partition.items():
                 publisher.stage(effects, partition)
             for partition in by_partition:

@@ -21,7 +21,7 @@ import heapq
 import logging
 from collections import ChainMap
 from dataclasses import dataclass, field, fields
-from typing import Callable, Collection, Iterable
+from typing import Callable, Collection, Iterable, Iterator
 
 import orjson
 from aiokafka.partitioner import murmur2
@@ -170,6 +170,17 @@ class RatingProcessor:
     def handle_batch(self, items: Iterable[Incoming | Tick], lagging: Lagging = None) -> dict[int, Effects]:
         """Messages and ticks in the order consumed; returns the effects per partition touched."""
         out: dict[int, Effects] = {}
+        for _ in self.batch_steps(items, lagging, out):
+            pass
+        return out
+
+    def batch_steps(self, items: Iterable[Incoming | Tick], lagging: Lagging,
+                    out: dict[int, Effects]) -> Iterator[None]:
+        """`handle_batch` in steps, its effects gathered in `out`: one step per message applied
+        and per seller published. A caller that shares its thread (the worker's event loop
+        serving the API) lets other work run between steps; between two steps every seller's
+        state is whole (all of a message applied, or none), though the batch's forecasts are
+        published only by its last steps. The result is the same however the steps are spaced."""
         touched: dict[int, set[str]] = {}
         for item in items:
             effects = out.get(item.partition)
@@ -181,13 +192,14 @@ class RatingProcessor:
                 self._advance(item.partition, item.now, touched[item.partition])
             else:
                 self._apply(item, effects, touched[item.partition])
+            yield
         for partition, effects in out.items():
             for seller in sorted(touched[partition]):
                 self._publish(partition, seller, effects)
+                yield
             # After applying: a freeze rates the month's last instant, so later events applied
             # first change nothing, while the event that ends a hold (see _maybe_freeze) belongs in.
             self._maybe_freeze(partition, effects, lagging)
-        return out
 
     def _apply(self, message: Incoming, effects: Effects, touched: set[str]) -> None:
         """Validate one message and apply it to its seller's state (marked for re-rating).
@@ -553,6 +565,13 @@ class GroupedProcessor:
 
     # ---- the RatingProcessor interface -----------------------------------------------------
     def handle_batch(self, items: Iterable[Incoming | Tick], lagging: Lagging = None) -> dict[int, Effects]:
+        out: dict[int, Effects] = {}
+        for _ in self.batch_steps(items, lagging, out):
+            pass
+        return out
+
+    def batch_steps(self, items: Iterable[Incoming | Tick], lagging: Lagging,
+                    out: dict[int, Effects]) -> Iterator[None]:
         routed: dict[RatingProcessor, list[Incoming | Tick]] = {p: [] for p in self.processors.values()}
         for item in items:
             if isinstance(item, Tick):
@@ -560,7 +579,12 @@ class GroupedProcessor:
                     batch.append(item)
             else:
                 routed[self._route(item.raw)].append(item)
-        return _merge(processor.handle_batch(batch, lagging) for processor, batch in routed.items() if batch)
+        results: list[dict[int, Effects]] = []
+        for processor, batch in routed.items():
+            if batch:
+                results.append({})
+                yield from processor.batch_steps(batch, lagging, results[-1])
+        out.update(_merge(results))
 
     handle = RatingProcessor.handle  # batches of one, as there
     tick = RatingProcessor.tick

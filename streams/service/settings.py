@@ -193,6 +193,10 @@ class Settings:
     batch_seconds: float = field(default=0.02, metadata=spec(
         "STARCAST_BATCH_SECONDS", "How long a batch waits to fill: bounds the latency it adds.", "Performance",
         _seconds, "a number of seconds > 0"))
+    slice_seconds: float = field(default=0.005, metadata=spec(
+        "STARCAST_SLICE_SECONDS", "The longest a batch holds the event loop before it lets requests and "
+        "streams run (it goes on where it stopped); 0 holds the loop for the whole batch.", "Performance",
+        _non_negative, "a number of seconds >= 0"))
     fast_fetch: bool = field(default=True, metadata=spec(
         "STARCAST_FAST_FETCH", "The worker's own fetch loop and batched intake; 0 keeps Faust's loop "
         "(about 3x slower).", "Performance", _boolean, "1 or 0"))
