@@ -187,8 +187,9 @@ class Settings:
         "STARCAST_PROJECTION", "Compute each forecast's projection and send star-warnings; 0 publishes "
         "`projection: null` and no warnings, for about 2.5 times the throughput when a month's facts are "
         "leaving the window (docs/performance.md).", "Performance", _boolean, "1 or 0"))
-    batch_max: int = field(default=1000, metadata=spec(
-        "STARCAST_BATCH_MAX", "Messages handled as one batch (one rating and one write per seller).",
+    batch_max: int = field(default=4000, metadata=spec(
+        "STARCAST_BATCH_MAX", "Messages handled as one batch at most (one rating and one write per seller): "
+        "batches this large form only when messages wait, and then a hot seller is rated once for more of them.",
         "Performance", _integer(1), "an integer >= 1"))
     batch_seconds: float = field(default=0.02, metadata=spec(
         "STARCAST_BATCH_SECONDS", "How long a batch waits to fill: bounds the latency it adds.", "Performance",
