@@ -13,6 +13,7 @@ forecast if any field but `as_of` changed (and a star change if the stars moved)
 seller's changed state entities, then the monthly freeze if one is due. A seller with ten
 events in a batch is rated and written once: the coalescing is what makes the worker fast,
 and it changes no rating, since every rating is a function of the state and the clock.
+`batch_steps` is the same batch in steps, for a caller that serves other work between them.
 """
 
 from __future__ import annotations
