@@ -37,7 +37,7 @@ from streams.service.http import install_access_log, register_views
 from streams.service.live import KINDS, Hub, event_of
 from streams.service.metrics import Metrics
 from streams.service.positions import InputPositions
-from streams.service.processor import GroupedProcessor, Incoming, RatingProcessor, Tick, defer_freeze
+from streams.service.processor import Effects, GroupedProcessor, Incoming, RatingProcessor, Tick, defer_freeze
 from streams.service.publisher import Publisher
 from streams.service.settings import Settings
 from streams.service.upkeep import Upkeep
@@ -175,7 +175,7 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
         async with batch_lock:  # a table rebuild waits for the batch
             first_handled.clear()
             items = [item for item in map(incoming, messages) if item is not None]
-            by_partition: dict = {}
+            by_partition: dict[int, Effects] = {}
             # In slices: an API request or a stream arriving mid-batch waits for one slice,
             # not for the batch (tens to hundreds of ms of CPU when many sellers are re-rated).
             deadline = time.perf_counter() + s.slice_seconds

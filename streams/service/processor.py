@@ -565,12 +565,6 @@ class GroupedProcessor:
         return self.processor_for(seller) if isinstance(seller, str) else self.default
 
     # ---- the RatingProcessor interface -----------------------------------------------------
-    def handle_batch(self, items: Iterable[Incoming | Tick], lagging: Lagging = None) -> dict[int, Effects]:
-        out: dict[int, Effects] = {}
-        for _ in self.batch_steps(items, lagging, out):
-            pass
-        return out
-
     def batch_steps(self, items: Iterable[Incoming | Tick], lagging: Lagging,
                     out: dict[int, Effects]) -> Iterator[None]:
         routed: dict[RatingProcessor, list[Incoming | Tick]] = {p: [] for p in self.processors.values()}
@@ -587,6 +581,7 @@ class GroupedProcessor:
                 yield from processor.batch_steps(batch, lagging, results[-1])
         out.update(_merge(results))
 
+    handle_batch = RatingProcessor.handle_batch  # all of batch_steps at once, as there
     handle = RatingProcessor.handle  # batches of one, as there
     tick = RatingProcessor.tick
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import time
 
-
 from streams import testing
 from streams.core.timeutil import format_ts, parse_ts
 from streams.lab.workload import events as simulated
