@@ -170,8 +170,10 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
         published = int(msg.timestamp * 1000) if msg.timestamp else None
         return Incoming(msg.value, msg.key, msg.topic[len(s.topic_prefix):], msg.partition, msg.offset, published)
 
-    async def handle(messages: list) -> None:
-        """One batch of consumed messages, up to its records being in the Kafka client."""
+    async def handle(messages: list) -> tuple[asyncio.Future[int], list[float]]:
+        """One batch of consumed messages, rated and staged. Returns its flush, started (the
+        batch is in the Kafka client once it is done), and the Kafka timestamps of the records
+        handled the first time."""
         async with batch_lock:  # a table rebuild waits for the batch
             first_handled.clear()
             items = [item for item in map(incoming, messages) if item is not None]
@@ -187,11 +189,20 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
                 publisher.stage(effects, partition)
             for partition in by_partition:
                 settle_freeze(partition)
-            await outbox.flush()
+            # Started under the lock: a table rebuild that follows waits for it (outbox.settled).
+            flushed = outbox.start_flush()
         upkeep.handled += sum(type(item) is Incoming for item in items)  # the stall watch's idleness
+        return flushed, list(first_handled)
+
+    async def delivered(flushed: asyncio.Future[int], stamps: list[float], messages: list) -> None:
+        """Once a batch's records are in the Kafka client: its latency, and its messages acked
+        (so their offsets may be committed)."""
+        await flushed
         now = time.time()
-        for published in first_handled:
+        for published in stamps:
             metrics.latency.observe(max(now - published, 0))
+        for msg in messages:
+            app.consumer.ack(msg)
 
     @app.agent(inputs_and_ticks)
     async def rate(stream: Any) -> None:
@@ -201,19 +212,26 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
         state makes harmless."""
         if intake is None:  # Faust's fetch loop: its stream delivers, and acks after each batch
             async for events in stream.take_events(s.batch_max, within=s.batch_seconds):
-                await handle([event.message for event in events])
+                await delivered(*await handle([event.message for event in events]), [])
             return
         aiter(stream.channel)  # subscribes the topics; the fetch loop puts their records in the intake
+        # A batch's hand-over to the Kafka client (mostly a wait for the broker) runs while the
+        # next batch is computed; at most one batch is in flight behind the one computed.
+        previous: asyncio.Future | None = None
         while True:
+            if previous is not None and not len(intake):  # nothing to compute meanwhile
+                await previous
+                previous = None
             messages = await intake.take(s.batch_max, s.batch_seconds)
             # Fetched before a rebalance, or during one: not this worker's to handle any more
             # (their partitions are read again from the committed offsets).
             messages = [m for m in messages if m.generation_id == app.consumer_generation_id]
             if not messages or not app.flow_control.is_active():
                 continue
-            await handle(messages)
-            for msg in messages:
-                app.consumer.ack(msg)
+            flushed, stamps = await handle(messages)
+            if previous is not None:
+                await previous
+            previous = asyncio.ensure_future(delivered(flushed, stamps, messages))
 
     @app.timer(0.5)
     async def refresh_end_offsets() -> None:

@@ -10,7 +10,7 @@ caused, what is kept and the upstream issue if any:
 | `flush.py` | a commit's flush returns once every table write queued before it reached the client |
 | `rebalance.py` | no input record is lost around a rebalance |
 | `fetch_loop.py`, `intake.py` | the agent's records reach it in batches, in event-time order; Faust's guarantees kept |
-| `outbox.py` | one record batch per topic-partition; a store neither runs ahead of its changelog nor skips it |
+| `outbox.py` | one record batch per topic-partition, in order across flushes; stores never ahead of changelogs |
 | `restore.py` | a table recovery applies the same changelog records, in order, read in bulk |
 | `tansu.py` | (embedded broker) recovery reads to the changelog's true end; short fetch wait |
 | `versions.py` | the overrides run only on the library releases they were written against |

@@ -1,6 +1,7 @@
 """Guarantee: a batch's table writes and sends reach Kafka as one record batch per
-topic-partition, a table's local store never runs ahead of its changelog, and its persisted
-offset never passes a changelog record the store does not hold.
+topic-partition, in the order the batches were flushed even when flushes overlap, a table's
+local store never runs ahead of its changelog, and its persisted offset never passes a
+changelog record the store does not hold.
 
 Upstream (faust-streaming 0.15.3): Faust's per-message path (`table[key] = value`,
 `topic.send`: FutureMessage → ProducerBuffer → Topic.publish → aiokafka) costs ~90 µs a record,
@@ -16,8 +17,14 @@ acknowledged its changelog record, and the store's persisted offset moves with i
 replays only the changelog's tail). The store therefore never runs ahead of its changelog: a
 worker killed between the two would otherwise restart with a forecast in its store that was
 never published, and then not publish it because "nothing changed". Durability before commit
-holds too: the agent flushes the outbox before its batch is acknowledged, and Faust flushes the
-Kafka client (which holds these batches) before it commits offsets.
+holds too: the agent acknowledges a batch only once the outbox has handed its records to the
+Kafka client, and Faust flushes the Kafka client (which holds these batches) before it commits
+offsets.
+
+A flush can run while the agent computes its next batch (`start_flush`): the hand-over mostly
+waits for aiokafka to send the partition's previous batch (a broker round trip), which would
+otherwise hold the agent. Flushes run one after another, so every topic-partition's records go
+to the client in the order they were staged.
 """
 
 from __future__ import annotations
@@ -77,11 +84,14 @@ class Outbox:
         self._records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers]]] = {}
         self._tables: dict[str, faust.Table] = {}  # changelog topic -> its table
         self._in_flight: set[asyncio.Future] = set()  # changelog batches sent, not yet acknowledged
+        self._flushing: asyncio.Future | None = None  # the latest flush started, done or not
 
     async def settled(self, timeout: float = 30.0) -> int:
         """Wait until every changelog batch sent so far is acknowledged and in its store;
         returns how many were still in flight. A table recovery reads the stores: without this
         it could rebuild a seller from a store that lacks the worker's own latest writes."""
+        if self._flushing is not None and not self._flushing.done():  # staged, not yet with the client
+            await asyncio.wait([self._flushing], timeout=timeout)
         pending = list(self._in_flight)
         if pending:
             await asyncio.wait(pending, timeout=timeout)
@@ -98,12 +108,24 @@ class Outbox:
         self.send(topic, partition, key, value)
 
     async def flush(self) -> int:
-        """Hand every queued record to the Kafka client; returns how many.
+        """Hand every queued record to the Kafka client; returns how many."""
+        return await self.start_flush()
+
+    def start_flush(self) -> asyncio.Future[int]:
+        """Start handing every record queued so far to the Kafka client, after every flush
+        started before it; the future gives how many. Records queued from now on belong to
+        the next flush.
 
         The topic-partitions go concurrently: aiokafka holds a new batch for a partition until
         the previous one has been sent (up to `linger_ms`), and waiting for each partition in
         turn made that wait once per partition per batch."""
         records, self._records = self._records, {}
+        self._flushing = asyncio.ensure_future(self._flush_after(self._flushing, records))
+        return self._flushing
+
+    async def _flush_after(self, previous: asyncio.Future | None, records: dict) -> int:
+        if previous is not None:
+            await previous  # a failed flush fails every later one: nothing is sent out of order
         client = self.client()
         counts = await asyncio.gather(*(self._send_all(client, topic, partition, queued)
                                         for (topic, partition), queued in records.items()))

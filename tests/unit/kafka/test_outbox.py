@@ -126,3 +126,73 @@ def test_the_persisted_offset_moves_only_over_a_batch_that_follows_it():
     offsets = [list(p.values()) for p, _ in steps]
     assert offsets == [[1], [2], [2], [2]]  # 0-1, then 2; 10-11 and 12 follow a gap: it stays
     assert [writes for _, writes in steps] == [1, 2, 3, 4]  # the values still reach the store
+
+
+class GatedClient(Client):
+    """aiokafka's send_batch returns once the partition's previous batch has left; here the
+    first hand-over waits until the test opens the gate, and later ones go at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.calls = 0
+        self.failures = 0  # how many of the next hand-overs fail
+
+    async def send_batch(self, batch, topic, partition):
+        self.calls += 1
+        if self.calls == 1:
+            await self.gate.wait()
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("the client is closed")
+        return await super().send_batch(batch, topic, partition)
+
+
+def test_a_flush_started_behind_another_sends_nothing_before_it_and_settled_waits_for_both():
+    async def scenario():
+        client = GatedClient()
+        outbox = Outbox(lambda: client)
+        table, _ = memory_table("state-changelog")
+        outbox.put(table, 0, b"s1", b"first")
+        first = outbox.start_flush()
+        outbox.put(table, 0, b"s1", b"second")  # the next batch, staged while the first waits
+        outbox.send("star-changes", 0, b"s1", b"change")
+        second = outbox.start_flush()
+        settling = asyncio.ensure_future(outbox.settled())
+        await asyncio.sleep(0.01)
+        assert client.sent == [] and not first.done() and not second.done() and not settling.done()
+        client.gate.set()
+        assert await first == 1 and await second == 2
+        # Each partition's records reach the client in the order they were staged.
+        assert [records for topic, _, records, _ in client.sent if topic == "state-changelog"] == [
+            [(b"s1", b"first")], [(b"s1", b"second")]]
+        await asyncio.sleep(0.01)
+        assert not settling.done()  # handed over, not yet acknowledged
+        for _, _, _, delivered in client.sent:
+            delivered.set_result(SimpleNamespace(offset=0))
+        await asyncio.wait_for(settling, 1)
+        assert table.data.data == {b"s1": b"second"}
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_flush_fails_every_flush_behind_it():
+    async def scenario():
+        client = GatedClient()
+        outbox = Outbox(lambda: client)
+        client.failures = 1  # the first hand-over fails; the client would take the second
+        outbox.send("star-changes", 0, b"s1", b"a")
+        first = outbox.start_flush()
+        outbox.send("star-changes", 0, b"s1", b"b")
+        second = outbox.start_flush()
+        client.gate.set()
+        for flush in (first, second):
+            try:
+                await flush
+            except RuntimeError as exc:
+                assert str(exc) == "the client is closed"
+            else:
+                raise AssertionError("a flush behind a failed one went through")
+        assert client.sent == []  # the second batch did not go out after the first failed
+
+    asyncio.run(scenario())
