@@ -19,6 +19,7 @@ moment its effects were sent). Peak RSS is sampled from /proc every 0.2 s. Nothi
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,7 @@ import orjson
 from streams.core.contract import TOPICS
 from streams.core.timeutil import format_ts, parse_ts
 from streams.local.broker import EmbeddedBroker
-from streams.testing import PeakRss, WorkerProcess, event_messages, send
+from streams.testing import PeakRss, WorkerProcess, cpu_seconds, event_messages, send
 from streams.lab.peers import PEERS
 from streams.lab.peers import available as peers_available
 from streams.lab.workload import events as simulate
@@ -158,6 +159,11 @@ def measure_workers(broker: EmbeddedBroker, workdir: Path, names: list[str], n: 
     for w in workers:
         w.start()
     samplers = [PeakRss(w.pid).__enter__() for w in workers]
+    pids = {"workers": [w.pid for w in workers], "broker": [broker.process.pid] if broker.process else []}
+
+    def cpu() -> dict[str, float]:
+        return {name: sum(cpu_seconds(pid) for pid in group) for name, group in pids.items()}
+
     try:
         first = last = None
         deadline = time.monotonic() + timeout
@@ -165,9 +171,9 @@ def measure_workers(broker: EmbeddedBroker, workdir: Path, names: list[str], n: 
             counts = [_events_handled(w) for w in workers]
             now = time.monotonic()
             if first is None and all(counts):
-                first = (now, sum(counts))
+                first, cpu_first = (now, sum(counts)), cpu()
             if sum(counts) >= n:
-                last = (now, sum(counts))
+                last, cpu_last = (now, sum(counts)), cpu()
                 break
             time.sleep(0.25)  # each poll is a /metrics scrape of a busy worker: not too often
     finally:
@@ -177,8 +183,12 @@ def measure_workers(broker: EmbeddedBroker, workdir: Path, names: list[str], n: 
             w.stop()
     if first is None or last is None or last[0] <= first[0]:
         raise RuntimeError(f"workers {names} did not share {n:,} events in {timeout:.0f} s; see {workdir}")
-    return {"events_per_s": round((last[1] - first[1]) / (last[0] - first[0])),
-            "peak_rss_mib": max(sampler.peak for sampler in samplers) >> 20}
+    window = last[0] - first[0]
+    # Cores busy while measured: on a machine whose cores are all busy, one more worker cannot add.
+    cores = {name: round((cpu_last[name] - cpu_first[name]) / window, 2) for name in pids}
+    return {"events_per_s": round((last[1] - first[1]) / window),
+            "peak_rss_mib": max(sampler.peak for sampler in samplers) >> 20,
+            "cores_busy": {**cores, "machine": os.cpu_count()}}
 
 
 def stored_state(broker: EmbeddedBroker, events: list[dict]) -> dict:
@@ -354,7 +364,10 @@ def run_service_bench(n_events: int, n_sellers: int, seed: int, offered: float, 
         if name not in report:
             continue
         r = report[name]
-        print(f"  {name:<22} {r['events_per_s']:>8,} events/s   peak RSS {r['peak_rss_mib']} MiB (per process)")
+        cores = r.get("cores_busy")
+        busy = (f"   cores busy: worker(s) {cores['workers']}, broker {cores['broker']} of {cores['machine']}"
+                if cores else "")
+        print(f"  {name:<22} {r['events_per_s']:>8,} events/s   peak RSS {r['peak_rss_mib']} MiB (per process){busy}")
     for kind, r in report["peers"].items():
         if "skipped" in r:
             print(f"  {kind:<22} skipped: {r['skipped']}")
