@@ -13,12 +13,27 @@ with the engines' clock at the evaluation instant from the start, so what is old
 rule is ignored on arrival and the rest pruned as in the worker (streams/core/state.py). Without
 `--at` the instant is the latest valid `ts`, found by a first pass: a file is read twice, and
 stdin is buffered (its raw lines) for the second pass.
+
+Ratings and monthly records of a large input are computed a share of the sellers at a time
+(`share_count`): the valid lines are spilled to temporary files by a hash of the seller id (one
+file per ~8 MiB of input), each file is rated on its own engines, which are then dropped, and
+the sorted outputs are merged. A seller's rating depends only on its own events and the
+instant (for a monthly record, also on where the stream's clock froze the month:
+`monthly_records`), so this gives what one pass over everything gives, with memory for one
+share of the state. Validation
+errors are reported in line order during the spill; the rare rejection at apply time (a fact
+that contradicts the seller's state) is reported when its share is rated.
 """
 
 from __future__ import annotations
 
 import heapq
+import os
 import sys
+import tempfile
+import zlib
+from contextlib import ExitStack
+from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Sequence
 
 import orjson
@@ -29,6 +44,11 @@ from streams.core.groups import RulebookSelection
 from streams.core.official import freezable_month_end, next_month_end, labels, official_record, owed
 from streams.core.rulebook import AnyBook
 from streams.core.timeutil import parse_ts
+
+
+SHARE_BYTES = 8 << 20  # input rated at a time: memory holds the state of about this much input
+MAX_SHARES = 256  # spill files open at once
+STDIN_SHARES = 64  # a stream's size is not known ahead
 
 
 class FileLines:
@@ -61,17 +81,21 @@ def _report(errors: IO[str], number: int, exc: Rejected) -> None:
     errors.write(f"line {number}: {exc.reason}: {exc.message}\n")
 
 
-def _events(lines: Iterable[bytes], errors: IO[str], horizon: int | None
-            ) -> Iterator[tuple[int, Event]]:
-    """Valid events with their line numbers; rejected lines reported to `errors` as read."""
+def _events(lines: Iterable[bytes], errors: IO[str], horizon: int | None, numbered: bool = False
+            ) -> Iterator[tuple[int, Event, bytes]]:
+    """Valid events with their line numbers and lines; rejected lines reported to `errors` as
+    read. `numbered`: each line starts with its number in the original input and a tab."""
     for number, line in enumerate(lines, start=1):
+        if numbered:
+            head, line = line.split(b"\t", 1)
+            number = int(head)
         if not line.strip():
             continue
         try:
             event = validate(decode(line.rstrip(b"\r\n")))
             if horizon is not None and event.ts > horizon:
                 raise Rejected(FUTURE_TS, f"ts: {event.body['ts']} is more than a day after --at")
-            yield number, event
+            yield number, event, line
         except Rejected as exc:
             _report(errors, number, exc)
 
@@ -89,10 +113,11 @@ def _instant(lines: Iterable[bytes], at: int | None, errors: IO[str]) -> tuple[I
     return lines, at
 
 
-def _apply(lines: Iterable[bytes], errors: IO[str], at: int, engine_of: Callable[[Event], Engine]) -> None:
+def _apply(lines: Iterable[bytes], errors: IO[str], at: int, engine_of: Callable[[Event], Engine],
+           numbered: bool = False) -> None:
     """Every valid event up to `at` to the engine `engine_of` gives it, in line order; an event
     more than a day after `at` is rejected, one within that day is not yet visible."""
-    for number, event in _events(lines, errors, at + FUTURE_TOLERANCE_MS):
+    for number, event, _ in _events(lines, errors, at + FUTURE_TOLERANCE_MS, numbered):
         if event.ts > at:
             continue  # not yet at `at`: it changes no rating then, and the projection assumes none
         try:
@@ -115,71 +140,221 @@ def replay(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: in
 
 
 def ratings(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: int | None = None,
-            errors: IO[str] | None = None, projection: bool = True) -> Iterator[dict]:
+            errors: IO[str] | None = None, projection: bool = True, shares: int | None = None) -> Iterator[dict]:
     """`replay`, one rating at a time: each seller's rating caches are dropped once it is
-    rated, so the output never holds more than one rating."""
+    rated, so the output never holds more than one rating. `shares`: how many shares of the
+    sellers to rate one after the other (default: by the input's size, see the module)."""
     selection = rulebook if isinstance(rulebook, RulebookSelection) else RulebookSelection(rulebook)
     errors = errors if errors is not None else sys.stderr
     lines, instant = _instant(lines, at, errors)
     if instant is None:
         return
+    count = share_count(lines) if shares is None else shares
+    if count <= 1:
+        yield from _rate(lines, selection, instant, errors, projection)
+        return
+    with tempfile.TemporaryDirectory(prefix="starcast-replay-") as directory, ExitStack() as files:
+        spilled = _spill(lines, errors, instant, count, Path(directory))
+        outputs = []
+        for share in spilled:  # one share of the sellers at a time: its engines go before the next
+            output = share.with_suffix(".out")
+            with share.open("rb") as rows, output.open("wb") as out:
+                for rating in _rate(rows, selection, instant, errors, projection, numbered=True):
+                    out.write(orjson.dumps(rating) + b"\n")
+            share.unlink()
+            outputs.append(files.enter_context(output.open("rb")))
+        yield from heapq.merge(*(map(orjson.loads, out) for out in outputs), key=lambda r: r["seller_id"])
+
+
+def _rate(lines: Iterable[bytes], selection: RulebookSelection, instant: int, errors: IO[str], projection: bool,
+          numbered: bool = False) -> Iterator[dict]:
+    """Every seller of `lines` rated at `instant`, sorted by seller."""
     engines = {book.name: Engine(book) for book in selection.rulebooks}
     for engine in engines.values():
         engine.advance(instant)  # prune as read: what no window ending at `at` can see is dropped
-    _apply(lines, errors, instant, lambda event: engines[selection.rulebook_for(event.seller_id).name])
-    when: int = instant
-    yield from heapq.merge(*(engine.each_rating(when, projection) for engine in engines.values()),
+    _apply(lines, errors, instant, lambda event: engines[selection.rulebook_for(event.seller_id).name], numbered)
+    yield from heapq.merge(*(engine.each_rating(instant, projection) for engine in engines.values()),
                            key=lambda r: r["seller_id"])
 
 
+def share_count(lines: Iterable[bytes]) -> int:
+    """How many shares to rate `lines` in: one per SHARE_BYTES of a file, STDIN_SHARES for a
+    stream, one for lines already in memory."""
+    if isinstance(lines, FileLines):
+        return min(MAX_SHARES, -(-os.path.getsize(lines.path) // SHARE_BYTES))
+    return 1 if isinstance(lines, Sequence) else STDIN_SHARES
+
+
+def _spill(lines: Iterable[bytes], errors: IO[str], at: int, count: int, directory: Path,
+           stamp: Callable[[Event], int] | None = None) -> list[Path]:
+    """The valid lines up to `at`, each with its line number (and, with `stamp`, a number it
+    gives the event), into `count` files by a stable hash of the seller id; invalid lines
+    reported as read. Returns the files that got lines."""
+    paths = [directory / f"{i:03d}" for i in range(count)]
+    used: set[int] = set()
+    with ExitStack() as stack:
+        files = [stack.enter_context(path.open("wb")) for path in paths]
+        for number, event, line in _events(lines, errors, at + FUTURE_TOLERANCE_MS):
+            if event.ts > at:
+                continue
+            i = zlib.crc32(event.seller_id.encode()) % count
+            used.add(i)
+            if stamp is not None:
+                files[i].write(b"%d\t%d\t%s\n" % (number, stamp(event), line.rstrip(b"\r\n")))
+            else:
+                files[i].write(b"%d\t%s\n" % (number, line.rstrip(b"\r\n")))
+    for i, path in enumerate(paths):
+        if i not in used:
+            path.unlink()
+    return [paths[i] for i in sorted(used)]
+
+
 def monthly(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: int | None = None,
-            errors: IO[str] | None = None) -> list[dict]:
+            errors: IO[str] | None = None, shares: int | None = None) -> list[dict]:
     """Every official monthly record the input gives, sorted by seller then month: the months
     whose freeze (month end + the rulebook's grace, in its time zone) falls at or before `at`
     (default: the latest ts), each frozen as the worker freezes it, the lines taken in order as
-    the worker would receive them."""
+    the worker would receive them. `shares`: as for `ratings`."""
+    return list(monthly_records(lines, rulebook, at, errors, shares))
+
+
+def monthly_records(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: int | None = None,
+                    errors: IO[str] | None = None, shares: int | None = None) -> Iterator[dict]:
+    """`monthly`, one record at a time.
+
+    In shares (see the module): the freezes fall where the whole input puts them. While the
+    lines are spilled, each rulebook's freeze schedule follows the whole stream: every line is
+    stamped with its rulebook's clock after it, and the clocks at which a freeze fell are kept.
+    A share then replays those freezes in order among its own lines, each at the clock it fell
+    at, so each of its sellers is frozen at the same point of its own events, and pruned at the
+    same clocks, as in one pass."""
     selection = rulebook if isinstance(rulebook, RulebookSelection) else RulebookSelection(rulebook)
     errors = errors if errors is not None else sys.stderr
     lines, instant = _instant(lines, at, errors)
     if instant is None:
-        return []
+        return
+    count = share_count(lines) if shares is None else shares
+    if count <= 1:
+        freezes = _freeze(lines, selection, instant, errors, {})
+        yield from sorted(_records(freezes), key=_record_order)
+        return
+    schedules = {book.name: _Schedule(book) for book in selection.rulebooks}
+
+    def stamp(event: Event) -> int:
+        return schedules[selection.rulebook_for(event.seller_id).name].see(event.ts)
+
+    with tempfile.TemporaryDirectory(prefix="starcast-replay-") as directory, ExitStack() as files:
+        spilled = _spill(lines, errors, instant, count, Path(directory), stamp)
+        triggers = {name: schedule.triggers for name, schedule in schedules.items()}
+        outputs = []
+        for share in spilled:
+            output = share.with_suffix(".out")
+            with share.open("rb") as rows, output.open("wb") as out:
+                freezes = _freeze(rows, selection, instant, errors, triggers)
+                for record in sorted(_records(freezes), key=_record_order):
+                    out.write(orjson.dumps(record) + b"\n")
+            share.unlink()
+            outputs.append(files.enter_context(output.open("rb")))
+        yield from heapq.merge(*(map(orjson.loads, out) for out in outputs), key=_record_order)
+
+
+def _record_order(record: dict) -> tuple[str, str]:
+    return record["seller_id"], record["month"]
+
+
+def _records(freezes: dict[str, "_Freezes"]) -> Iterator[dict]:
+    for freeze in freezes.values():
+        for _, _, raw in freeze.records:
+            yield orjson.loads(raw)
+
+
+def _freeze(lines: Iterable[bytes], selection: RulebookSelection, instant: int, errors: IO[str],
+            triggers: dict[str, list[int]]) -> dict[str, "_Freezes"]:
+    """Every seller of `lines` through every freeze up to `instant`. Without `triggers`, the
+    lines are the whole input and each event's ts moves its rulebook's clock; with them, each
+    line is `number<TAB>clock<TAB>event` (`_spill`) and the freezes fall at `triggers`."""
     freezes = {book.name: _Freezes(Engine(book, keep_for_freeze=True)) for book in selection.rulebooks}
+    pending = {name: iter(clocks) for name, clocks in triggers.items()}
+    due = {name: next(it, None) for name, it in pending.items()}
 
-    def engine_of(event: Event) -> Engine:
-        freeze = freezes[selection.rulebook_for(event.seller_id).name]
-        freeze.clock(event.ts)  # a freeze now due rates the month's end, which this later event cannot change
-        return freeze.engine
+    def catch_up(name: str, clock: int) -> None:
+        """The freezes the whole stream made before this clock, in order."""
+        while due[name] is not None and due[name] <= clock:  # type: ignore[operator]
+            freezes[name].clock(due[name])  # type: ignore[arg-type]
+            due[name] = next(pending[name], None)
 
-    _apply(lines, errors, instant, engine_of)
-    records = []
+    if triggers:
+        for raw in lines:
+            head, clock_raw, line = raw.split(b"\t", 2)
+            number, clock = int(head), int(clock_raw)
+            try:
+                event = validate(decode(line.rstrip(b"\r\n")))
+                name = selection.rulebook_for(event.seller_id).name
+                catch_up(name, clock)
+                freezes[name].clock(clock)
+                freezes[name].engine.apply(event)
+            except Rejected as exc:
+                _report(errors, number, exc)
+        for name in freezes:
+            catch_up(name, instant)
+    else:
+        def engine_of(event: Event) -> Engine:
+            freeze = freezes[selection.rulebook_for(event.seller_id).name]
+            freeze.clock(event.ts)  # a freeze now due rates the month's end, which this later event cannot change
+            return freeze.engine
+
+        _apply(lines, errors, instant, engine_of)
     for freeze in freezes.values():
         freeze.clock(instant)
-        records.extend(freeze.records)
-    records.sort(key=lambda r: (r[0], r[1]))
-    return [orjson.loads(r[2]) for r in records]
+    return freezes
+
+
+class _Schedule:
+    """The worker's freeze rule (RatingProcessor._maybe_freeze) for one rulebook's clock: when
+    the clock has passed a month end plus the grace period, the latest such month not frozen yet
+    is due. Records the clocks at which a freeze fell (`triggers`)."""
+
+    def __init__(self, book: AnyBook) -> None:
+        self.book = book
+        self.latest: int | None = None  # the clock: the latest ts seen
+        self.frozen_through: int | None = None  # end of the latest month frozen
+        self.check_at: int | None = None  # the clock at which the next freeze falls due
+        self.triggers: list[int] = []
+
+    def due(self, ts: int) -> int | None:
+        """The end of the month to freeze now that an event at `ts` came, if any."""
+        if self.check_at is not None and ts < self.check_at:
+            return None
+        month_end = freezable_month_end(ts, self.book)
+        self.check_at = next_month_end(month_end, self.book) + self.book.grace_ms
+        if self.frozen_through is not None and month_end <= self.frozen_through:
+            return None
+        self.frozen_through = month_end
+        self.triggers.append(ts)
+        return month_end
+
+    def see(self, ts: int) -> int:
+        """An event at `ts`: the freeze it makes due, if any, noted; returns the clock after it."""
+        self.due(ts)
+        self.latest = ts if self.latest is None or ts > self.latest else self.latest
+        return self.latest
 
 
 class _Freezes:
-    """One rulebook's engine with the worker's freeze rule (RatingProcessor._maybe_freeze): when
-    the clock has passed a month end plus the grace period, the latest such month not frozen
-    yet is frozen, for every seller with an event before its end."""
+    """One rulebook's engine with the worker's freeze rule (`_Schedule`): each freeze rates
+    every seller with an event before the month's end."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.book = engine.rulebook
-        self.frozen_through: int | None = None  # end of the latest month frozen
-        self.check_at: int | None = None  # the clock at which the next freeze falls due
+        self.schedule = _Schedule(engine.rulebook)
         self.records: list[tuple[str, str, bytes]] = []  # (seller, month, record): compact
 
     def clock(self, ts: int) -> None:
         self.engine.advance(ts)
-        if self.check_at is not None and ts < self.check_at:
-            return
-        due = freezable_month_end(ts, self.book)
-        if self.frozen_through is None or due > self.frozen_through:
-            self._freeze(due)
-            self.frozen_through = due
-        self.check_at = next_month_end(due, self.book) + self.book.grace_ms
+        month_end = self.schedule.due(ts)
+        if month_end is not None:
+            self._freeze(month_end)
 
     def _freeze(self, month_end: int) -> None:
         engine, months = self.engine, labels(self.book, month_end)
@@ -192,10 +367,10 @@ class _Freezes:
 
 
 def run(path: str, rulebook: AnyBook | RulebookSelection, at: str | None, out: IO[bytes],
-        monthly_records: bool = False) -> int:
+        monthly: bool = False) -> int:
     instant = parse_ts(at) if at else None
     lines: Iterable[bytes] = sys.stdin.buffer if path == "-" else FileLines(path)
-    for rating in (monthly if monthly_records else ratings)(lines, rulebook, instant):
+    for rating in (monthly_records if monthly else ratings)(lines, rulebook, instant):
         out.write(orjson.dumps(rating) + b"\n")
     out.flush()
     return 0

@@ -5,6 +5,8 @@ freeze makes it."""
 from __future__ import annotations
 
 import io
+import tempfile
+import zlib
 import tracemalloc
 from typing import Iterator
 
@@ -15,7 +17,7 @@ from streams.core.groups import load_groups
 from streams.core.rulebook import load
 from streams.core.timeutil import parse_ts
 from streams.local.simulate import events
-from streams.replay import latest_ts, monthly, replay
+from streams.replay import latest_ts, monthly, ratings, replay
 from streams.service.processor import Incoming, RatingProcessor, partition_for
 
 pytestmark = pytest.mark.unit
@@ -140,3 +142,92 @@ def test_garbage_lines_are_reported_in_order_and_change_nothing() -> None:
     assert replay(Once(mixed), load(), when, errors) == replay(lines, load(), when, io.StringIO())
     numbers = [int(line.split(":")[0].split()[1]) for line in errors.getvalue().splitlines()]
     assert len(numbers) == (len(lines) + 9) // 10 and numbers == sorted(numbers)
+
+
+def test_rated_in_shares_the_ratings_and_errors_are_one_passs(tmp_path, monkeypatch) -> None:
+    """A large input is rated a share of the sellers at a time (spilled by seller, each share on
+    its own engines): the same ratings, in seller order, and the same errors in line order."""
+    import streams.replay as replay_module
+
+    groups = tmp_path / "groups.toml"
+    groups.write_text('default = "global-2023"\n\n[[group]]\nname = "cn-pilot"\nrulebook = "cn-2020"\n'
+                      'sellers = ["seller-00000", "seller-00003"]\n')
+    selection = load_groups(str(groups))
+    mixed: list[bytes] = []
+    lines = quarter(9)
+    for n, line in enumerate(lines):
+        if n % 25 == 0:
+            mixed.append(line[: len(line) // 2])
+        mixed.append(line)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(mixed) + b"\n")
+    when = parse_ts("2026-03-29T00:00:00Z")
+    one_errors = io.StringIO()
+    one_pass = replay(mixed, selection, when, one_errors)
+
+    monkeypatch.setattr(replay_module, "SHARE_BYTES", path.stat().st_size // 5 + 1)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert replay_module.share_count(replay_module.FileLines(str(path))) == 5
+    shared_errors = io.StringIO()
+    in_shares = replay(replay_module.FileLines(str(path)), selection, when, shared_errors)
+    assert in_shares == one_pass and len(one_pass) == 9
+    assert [r["seller_id"] for r in in_shares] == sorted(r["seller_id"] for r in in_shares)
+    assert {r["rulebook"] for r in in_shares} == {"global-2023", "cn-2020"}
+    assert shared_errors.getvalue() == one_errors.getvalue() and one_errors.getvalue().count("\n") == len(mixed) - len(lines)
+    assert not list(tmp_path.glob("starcast-replay-*"))  # the spill files are gone
+
+
+def test_a_share_at_a_time_holds_a_share_of_the_state() -> None:
+    lines = quarter(24)
+    when = parse_ts("2026-03-29T00:00:00Z")
+
+    def peak(shares: int) -> tuple[int, list[dict]]:
+        tracemalloc.start()
+        rated = list(ratings(lines, load(), when, io.StringIO(), projection=False, shares=shares))
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top, rated
+
+    (whole, one_pass), (shared, in_shares) = peak(1), peak(8)
+    assert in_shares == one_pass
+    assert shared < 0.5 * whole, (shared, whole)
+
+
+def test_monthly_in_shares_freezes_where_the_whole_stream_does(tmp_path) -> None:
+    """Each share replays the whole stream's freezes among its own lines: the same records as
+    one pass and as the worker, for late events too (a line older than the clock), with groups."""
+    groups = tmp_path / "groups.toml"
+    groups.write_text('default = "global-2023"\n\n[[group]]\nname = "cn-pilot"\nrulebook = "cn-2020"\n'
+                      'sellers = ["seller-00001", "seller-00004"]\n')
+    selection = load_groups(str(groups))
+    lines = quarter(7)
+    late = [line for line in lines if b'"ts":"2026-01-3' in line][:40]  # January's last days, again in March
+    march = next(n for n, line in enumerate(lines) if b'"ts":"2026-03-0' in line)
+    stream = lines[:march] + late + lines[march:] + [b"{broken"]
+    until = parse_ts("2026-04-02T00:00:00Z")
+    one_errors, shared_errors = io.StringIO(), io.StringIO()
+    one_pass = monthly(stream, selection, until, one_errors, shares=1)
+    in_shares = monthly(stream, selection, until, shared_errors, shares=4)
+    assert in_shares == one_pass and shared_errors.getvalue() == one_errors.getvalue() != ""
+    assert {r["month"] for r in one_pass} == {"2026-01", "2026-02", "2026-03"}
+    assert {r["rulebook"] for r in one_pass} == {"global-2023", "cn-2020"}
+    plain = monthly(lines, load(), until, io.StringIO(), shares=5)
+    assert plain == worker_monthly(lines, "2026-04-02T00:00:00Z")
+
+
+def test_a_share_silent_for_a_month_still_freezes_that_month_as_the_stream_did() -> None:
+    """A share whose sellers are silent through February: the stream froze January when its clock
+    passed February's start plus the grace. The share must freeze January then too, at that
+    clock, not at its own next line in March (which would prune January's facts first and
+    freeze only February)."""
+    base = quarter(4)
+    quiet = [line.replace(b'"seller-00000"', b'"seller-quiet"') for line in base
+             if b'"seller-00000"' in line and b'"ts":"2026-02' not in line]
+    stream = sorted(base + quiet, key=lambda line: orjson.loads(line)["ts"])
+    sellers = {orjson.loads(line)["seller_id"] for line in base}
+    count = next(n for n in range(2, 500)
+                 if all(zlib.crc32(s.encode()) % n != zlib.crc32(b"seller-quiet") % n for s in sellers))
+    until = parse_ts("2026-04-02T00:00:00Z")
+    one_pass = monthly(stream, load(), until, io.StringIO(), shares=1)
+    assert monthly(stream, load(), until, io.StringIO(), shares=count) == one_pass
+    assert {r["month"] for r in one_pass if r["seller_id"] == "seller-quiet"} == {"2026-01", "2026-02", "2026-03"}
