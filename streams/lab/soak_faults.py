@@ -38,7 +38,7 @@ class Durations:
     cut: tuple[float, float] = (5.0, 60.0)
     latency: tuple[float, float] = (10.0, 30.0)
     stall: tuple[float, float] = (30.0, 30.0)
-    outage: tuple[float, float] = (20.0, 60.0)  # the session timeout is 10 s
+    outage: tuple[float, float] = (20.0, 60.0)  # the session timeout is 4 s on the embedded broker
 
 
 SHORT = Durations(cut=(5.0, 12.0), latency=(5.0, 8.0), stall=(12.0, 12.0), outage=(15.0, 15.0))

@@ -281,7 +281,9 @@ class Settings:
             table_standby_replicas=self.standby_replicas,
             # The embedded broker's first group join takes 30 s with Faust's default.
             broker_rebalance_timeout=4.0 if self.embedded_broker else 60.0,
-            broker_session_timeout=10.0,
+            # The embedded broker holds a group's join for half the session timeout (10 s: 5 s
+            # before a fresh worker may restore; 4 s: 2 s). Heartbeats go every second.
+            broker_session_timeout=4.0 if self.embedded_broker else 10.0,
             broker_heartbeat_interval=1.0,
             producer_linger_ms=5,
             topic_allow_declare=True,
