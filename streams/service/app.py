@@ -133,8 +133,7 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
         async with batch_lock:
             in_flight = await outbox.settled()
             positions.clear()  # stream positions go back to the committed offsets
-            restored = processor.restore(state_table.items(), forecasts.items(), official.items(),
-                                         warnings.items())
+            restored = processor.restore(*map(kafka.stored_items, (state_table, forecasts, official, warnings)))
         if in_flight:
             log.info("starcast: waited for %d changelog batches before rebuilding", in_flight)
         metrics.restored.set(restored)

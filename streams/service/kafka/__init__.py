@@ -11,7 +11,7 @@ caused, what is kept and the upstream issue if any:
 | `rebalance.py` | no input record is lost around a rebalance |
 | `fetch_loop.py`, `intake.py` | the agent's records reach it in batches, in event-time order; Faust's guarantees kept |
 | `outbox.py` | one record batch per topic-partition, in order across flushes; stores never ahead of changelogs |
-| `restore.py` | a table recovery applies the same changelog records, in order, read in bulk |
+| `restore.py` | a table recovery applies the same changelog records, in order, read in bulk; stores read as stored |
 | `tansu.py` | (embedded broker) recovery reads to the changelog's true end; short fetch wait |
 | `versions.py` | the overrides run only on the library releases they were written against |
 
@@ -32,12 +32,12 @@ from streams.service.kafka.intake import Intake
 from streams.service.kafka.options import KafkaOptions
 from streams.service.kafka.outbox import Outbox, aiokafka_producer
 from streams.service.kafka.rebalance import StallDetector
-from streams.service.kafka.restore import BulkTableManager
+from streams.service.kafka.restore import BulkTableManager, stored_items
 from streams.service.kafka.transport import transport_class
 from streams.service.kafka.versions import PINNED, VersionMismatch, check_versions
 
 __all__ = ["App", "Intake", "KafkaOptions", "Outbox", "PINNED", "StallDetector", "VersionMismatch",
-           "aiokafka_producer", "check_versions", "committed_offset", "first_offset"]
+           "aiokafka_producer", "check_versions", "committed_offset", "first_offset", "stored_items"]
 
 
 class App(faust.App):

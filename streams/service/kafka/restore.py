@@ -1,6 +1,8 @@
 """Guarantee: a table recovery writes every changelog record from the store's persisted offset
 to the changelog's end into the local RocksDB store, in offset order, and moves the persisted
-offset with them, as Faust's recovery does; it reads them in bulk.
+offset with them, as Faust's recovery does; it reads them in bulk. And the memory rebuilt after
+it reads the stores' bytes as stored (`stored_items`): what `table.items()` gives a table whose
+keys and values are raw bytes, without Faust's per-record decode.
 
 Upstream (faust-streaming 0.15.3): `Recovery._slurp_changelogs` takes the changelog one record
 at a time from a queue fed by the consumer's fetcher (a task per `asyncio.wait_for`, two
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, cast
+from typing import Any, Iterator, cast
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
@@ -54,6 +56,16 @@ class _Record:
 
 def _bulk_readable(table: Any) -> bool:
     return hasattr(table.data, "_db_for_partition")  # a RocksDB store
+
+
+def stored_items(table: Any) -> Iterator[tuple[bytes, bytes]]:
+    """The keys and values of the table's active partitions, as stored. For a table with raw
+    key and value serializers this is `table.items()`; Faust's items view decodes every record
+    through its serializer registry (~2 µs a record: about 0.5 s of a fresh worker's rebuild on
+    the bench state), which gives back the same bytes. Stores other than RocksDB: `items()`."""
+    if not _bulk_readable(table):
+        return iter(table.items())
+    return table.data._iteritems()
 
 
 class BulkRecovery(Recovery):
