@@ -34,7 +34,7 @@ import tempfile
 import zlib
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
 import orjson
 
@@ -155,15 +155,23 @@ def ratings(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: i
         return
     with tempfile.TemporaryDirectory(prefix="starcast-replay-") as directory, ExitStack() as files:
         spilled = _spill(lines, errors, instant, count, Path(directory))
-        outputs = []
-        for share in spilled:  # one share of the sellers at a time: its engines go before the next
-            output = share.with_suffix(".out")
-            with share.open("rb") as rows, output.open("wb") as out:
-                for rating in _rate(rows, selection, instant, errors, projection, numbered=True):
-                    out.write(orjson.dumps(rating) + b"\n")
-            share.unlink()
-            outputs.append(files.enter_context(output.open("rb")))
-        yield from heapq.merge(*(map(orjson.loads, out) for out in outputs), key=lambda r: r["seller_id"])
+        yield from _merged(spilled, lambda rows: _rate(rows, selection, instant, errors, projection, numbered=True),
+                           lambda r: r["seller_id"], files)
+
+
+def _merged(spilled: list[Path], produce: Callable[[IO[bytes]], Iterable[dict]], key: Callable[[dict], Any],
+            files: ExitStack) -> Iterator[dict]:
+    """Each spilled share through `produce` (its output sorted by `key`), one share at a time
+    (what `produce` holds goes before the next), into a file; then the files merged by `key`."""
+    outputs = []
+    for share in spilled:
+        output = share.with_suffix(".out")
+        with share.open("rb") as rows, output.open("wb") as out:
+            for item in produce(rows):
+                out.write(orjson.dumps(item) + b"\n")
+        share.unlink()
+        outputs.append(files.enter_context(output.open("rb")))
+    return heapq.merge(*(map(orjson.loads, out) for out in outputs), key=key)
 
 
 def _rate(lines: Iterable[bytes], selection: RulebookSelection, instant: int, errors: IO[str], projection: bool,
@@ -246,16 +254,8 @@ def monthly_records(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelectio
     with tempfile.TemporaryDirectory(prefix="starcast-replay-") as directory, ExitStack() as files:
         spilled = _spill(lines, errors, instant, count, Path(directory), stamp)
         triggers = {name: schedule.triggers for name, schedule in schedules.items()}
-        outputs = []
-        for share in spilled:
-            output = share.with_suffix(".out")
-            with share.open("rb") as rows, output.open("wb") as out:
-                freezes = _freeze(rows, selection, instant, errors, triggers)
-                for record in sorted(_records(freezes), key=_record_order):
-                    out.write(orjson.dumps(record) + b"\n")
-            share.unlink()
-            outputs.append(files.enter_context(output.open("rb")))
-        yield from heapq.merge(*(map(orjson.loads, out) for out in outputs), key=_record_order)
+        yield from _merged(spilled, lambda rows: sorted(_records(_freeze(rows, selection, instant, errors, triggers)),
+                                                        key=_record_order), _record_order, files)
 
 
 def _record_order(record: dict) -> tuple[str, str]:
