@@ -107,10 +107,6 @@ class Outbox:
         self._tables[topic] = table
         self.send(topic, partition, key, value)
 
-    async def flush(self) -> int:
-        """Hand every queued record to the Kafka client; returns how many."""
-        return await self.start_flush()
-
     def start_flush(self) -> asyncio.Future[int]:
         """Start handing every record queued so far to the Kafka client, after every flush
         started before it; the future gives how many. Records queued from now on belong to

@@ -50,7 +50,7 @@ def test_settled_waits_for_every_acknowledgement_and_the_store_writes_behind_it(
         outbox.put(table, 2, b"s1", b"v1")
         outbox.put(table, 3, b"s2", b"v2")
         outbox.send("star-changes", 2, b"s1", b"change")  # not a table: nothing to store
-        assert await outbox.flush() == 3
+        assert await outbox.start_flush() == 3
         assert table.data.data == {}  # sent, not acknowledged: not in the store
         waiting = asyncio.ensure_future(outbox.settled())
         await asyncio.sleep(0.01)
@@ -80,7 +80,7 @@ def test_a_store_that_cannot_be_written_is_reported_and_its_persisted_offset_sta
         table, persisted = memory_table("state-changelog")
         table.data.data = FullDisk()
         outbox.put(table, 1, b"s1", b"v1")
-        await outbox.flush()
+        await outbox.start_flush()
         client.sent[0][3].set_result(SimpleNamespace(offset=7))
         assert await outbox.settled() == 1
         # Reported with where and why; the offset does not move past what the store lacks.
@@ -114,7 +114,7 @@ def test_the_persisted_offset_moves_only_over_a_batch_that_follows_it():
         for offset, count in ((0, 2), (2, 1), (10, 2), (12, 1)):  # offsets 3-9: another owner's
             for i in range(count):
                 outbox.put(table, 0, b"k%d" % i, b"v")
-            await outbox.flush()
+            await outbox.start_flush()
             client.sent[-1][3].set_result(SimpleNamespace(offset=offset))
             await outbox.settled()
             yield dict(persisted), db.writes
