@@ -418,7 +418,7 @@ class Outlook:
     and plus the positive sum, which lets a walk pass a whole span in which no star can move
     (rating.level_changes)."""
 
-    __slots__ = ("horizon", "by_key", "changes", "instants", "pruned", "bounds")
+    __slots__ = ("horizon", "by_key", "changes", "instants", "pruned", "bounds", "extremes")
 
     def __init__(self, horizon: int) -> None:
         self.horizon = horizon
@@ -429,6 +429,9 @@ class Outlook:
         # per span width: span index -> (positive sums, negative sums), each {position: sum};
         # span k of width w holds the instants in (k * w, (k + 1) * w]
         self.bounds: tuple[dict[int, tuple[dict[int, int], dict[int, int]]], ...] | None = None
+        # per span width: span index -> {Ratio: its Extremes over the span}, computed when a
+        # walk first asks, dropped when a change of one of the ratio's positions lands in it
+        self.extremes: tuple[dict[int, dict[Ratio, Extremes]], ...] = tuple({} for _ in SPANS)
 
     def replace(self, key: tuple[str, str], entries: list[tuple[int, dict[int, int]]]) -> None:
         old = self.by_key.pop(key, None)
@@ -458,6 +461,11 @@ class Outlook:
         if self.bounds is not None:
             for width, spans in zip(SPANS, self.bounds):
                 _bound(spans, (instant - 1) // width, delta, sign)
+        for width, known in zip(SPANS, self.extremes):
+            cached = known.get((instant - 1) // width)
+            if cached:
+                for ratio in [r for r in cached if r.numerator in delta or r.denominator in delta]:
+                    del cached[ratio]
 
     def prune(self, at: int) -> None:
         """Forget the changes at or before `at` (the totals hold them now)."""
@@ -472,6 +480,9 @@ class Outlook:
             for width, spans in zip(SPANS, self.bounds):
                 for index in [i for i in spans if (i + 1) * width <= at]:
                     del spans[index]
+        for width, known in zip(SPANS, self.extremes):
+            for index in [i for i in known if (i + 1) * width <= at]:
+                del known[index]
 
     def after(self, at: int) -> Iterator[tuple[int, dict[int, int]]]:
         """The summed changes after `at`, in time order."""
@@ -521,6 +532,90 @@ class Outlook:
                     elif count:  # a few changes: as cheap to look at one by one
                         yield from self.between(start, stop)
             index += 1
+
+
+    def ratio_extremes(self, level: int, start: int, stop: int, ratio: Ratio) -> Extremes:
+        """`ratio`'s Extremes over the whole span (start, stop] of width SPANS[level]: an hour's
+        from its changes, a day's from its hours'."""
+        known = self.extremes[level].setdefault(start // SPANS[level], {})
+        extremes = known.get(ratio)
+        if extremes is None:
+            if level + 1 < len(SPANS):
+                width = SPANS[level + 1]
+                none = (0.0,) * len(ratio.coefficients)
+                extremes = Extremes(0, 0, 0, 0, none, none)
+                for part in range(start, stop, width):
+                    extremes = _then(extremes, self.ratio_extremes(level + 1, part, part + width, ratio),
+                                     ratio.coefficients)
+            else:
+                extremes = _extremes_of(self.instants, self.changes, start, stop, ratio)
+            known[ratio] = extremes
+        return extremes
+
+
+@dataclass(frozen=True, slots=True)
+class Ratio:
+    """Stars read from `numerator / denominator` (two positions), against fixed levels: over a
+    span, `numerator - c * denominator` for each coefficient c tells on which side of each
+    level the ratio stays (Extremes). The conversion rate (converted per visitor) and the
+    response time (milliseconds per counted conversation) are such ratios."""
+
+    numerator: int
+    denominator: int
+    coefficients: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Extremes:
+    """Over a run of changes, from before the first to after the last: the net change of the
+    numerator and the denominator, the least value the denominator's running change takes, the
+    largest magnitude either running change takes (`scale`), and per coefficient c the least and
+    the largest value of (numerator change - c * denominator change)."""
+
+    numerator: int
+    denominator: int
+    least_denominator: int
+    scale: int
+    lows: tuple[float, ...]
+    highs: tuple[float, ...]
+
+
+
+def _then(first: Extremes, later: Extremes, coefficients: tuple[float, ...]) -> Extremes:
+    """The Extremes of `first`'s changes followed by `later`'s."""
+    n, d = first.numerator, first.denominator
+    return Extremes(n + later.numerator, d + later.denominator,
+                    min(first.least_denominator, d + later.least_denominator),
+                    max(first.scale, abs(n) + abs(d) + later.scale),
+                    tuple(min(low, n - c * d + other) for low, other, c in zip(first.lows, later.lows, coefficients)),
+                    tuple(max(high, n - c * d + other) for high, other, c in
+                          zip(first.highs, later.highs, coefficients)))
+
+
+def _extremes_of(instants: list[int], changes: dict[int, dict[int, int]], start: int, stop: int,
+                 ratio: Ratio) -> Extremes:
+    num, den, coefficients = ratio.numerator, ratio.denominator, ratio.coefficients
+    n = d = least = scale = 0
+    lows = [0.0] * len(coefficients)
+    highs = [0.0] * len(coefficients)
+    for instant in instants[bisect_right(instants, start):bisect_right(instants, stop)]:
+        change = changes[instant]
+        a, b = change.get(num, 0), change.get(den, 0)
+        if not (a or b):
+            continue
+        n += a
+        d += b
+        if d < least:
+            least = d
+        if abs(n) + abs(d) > scale:
+            scale = abs(n) + abs(d)
+        for k, c in enumerate(coefficients):
+            value = n - c * d
+            if value < lows[k]:
+                lows[k] = value
+            elif value > highs[k]:
+                highs[k] = value
+    return Extremes(n, d, least, scale, tuple(lows), tuple(highs))
 
 
 @dataclass(slots=True)

@@ -7,11 +7,12 @@ Pure functions of (Measures, Rulebook): the worker, `starcast replay` and the AP
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from operator import attrgetter
 from typing import Any, Callable, Iterable, Iterator
 
 from streams.core.measures import (ACTIVE, ANSWERED, CONVERTED, FIELDS, KWA, POTENTIAL, RATE_TOTAL, RFQ, RISK,
-                                   RT_COUNT, RT_SUM, SUPER, TOP_SUPER, VIDEO, VISITORS, Measures, Span)
+                                   RT_COUNT, RT_SUM, SUPER, TOP_SUPER, VIDEO, VISITORS, Measures, Ratio, Span)
 from streams.core.projection import Levels, levels_of
 from streams.core.rulebook import INDICATORS, Rulebook, Threshold
 from streams.core.timeutil import format_ts
@@ -236,7 +237,7 @@ def level_changes(m: Measures, rb: Rulebook, changes: Iterable[tuple[int, dict[i
                 for name in affected:
                     if name not in before:
                         before[name] = probes[name](m)
-                movable = _movable(m, rb, probes, before, affected, positive, negative, healthy, risky)
+                movable = _movable(m, rb, probes, before, affected, positive, negative, healthy, risky, item)
                 if movable:
                     pending.append((item.inside(), movable))
                     break  # walk the span's inside, then come back to `ahead`
@@ -289,7 +290,7 @@ _DENOMINATORS = frozenset((RT_COUNT, RATE_TOTAL, VISITORS))
 
 def _movable(m: Measures, rb: Rulebook, probes: dict[str, Callable[[Measures], Any]], before: dict[str, Any],
              affected: tuple[str, ...], positive: dict[int, int], negative: dict[int, int], healthy: bool,
-             risk: bool) -> frozenset[str]:
+             risk: bool, span: Span | None = None) -> frozenset[str]:
     """What may differ from `before` somewhere in a span whose running totals stay between `m`
     plus `negative` and `m` plus `positive`, position by position: of the `affected`
     indicators (their stars; the marketing index, also whether it reaches the bonus) and, if `risk`, the risk
@@ -301,7 +302,15 @@ def _movable(m: Measures, rb: Rulebook, probes: dict[str, Callable[[Measures], A
     much), so its extremes over the span are at two corners: `low` (the worse end of every
     position) and `high`. Where that does not hold, everything affected may move: a denominator
     that may reach 0 (the value is then undefined or 0, not an extreme), super products moving
-    (a table may weigh them against the value), or spend points that are not ascending."""
+    (a table may weigh them against the value), or spend points that are not ascending.
+
+    A ratio indicator (conversion rate, response time) is judged first, and more closely, from
+    the span's Extremes (`_ratio_stays`): the corners bound a ratio loosely when its numerator
+    and denominator move together, as they do when buyers and visitors leave the window."""
+    if span is not None and SUPER not in positive and SUPER not in negative:
+        ratios = _ratios(rb, m.region, m.category)
+        affected = tuple(name for name in affected
+                         if name not in ratios or not _ratio_stays(name, ratios[name], m, span))
     anything = frozenset((*affected, RISK_MAY_MOVE) if risk else affected)
     low, high = _clone(m), _clone(m)
     may: set[str] = set()
@@ -329,6 +338,63 @@ def _movable(m: Measures, rb: Rulebook, probes: dict[str, Callable[[Measures], A
     return frozenset(may)
 
 
+def _ratios(rb: Rulebook, region: str | None, category: str | None) -> dict[str, Ratio]:
+    """The ratio indicators of one threshold table, each as a Ratio whose coefficients are its
+    levels (memoised: a few tables recur). Left out, and so judged by the corners only: a table
+    whose levels are not in the order the bisect and the response-time loop rely on."""
+    return _per_table(_RATIOS, rb, region, category, _ratios_of)
+
+
+def _ratios_of(rb: Rulebook, tables: dict[str, Threshold]) -> dict[str, Ratio]:
+    ratios = {}
+    conversion = tables["conversion_rate"]
+    if conversion.direction == "at_least" and list(conversion.keys) == sorted(conversion.keys):
+        ratios["conversion_rate"] = Ratio(CONVERTED, VISITORS, tuple(float(t) for t in conversion.thresholds))
+    hours = tables["response_time"].thresholds
+    if list(hours) == sorted(hours, reverse=True):
+        ratios["response_time"] = Ratio(RT_SUM, RT_COUNT, tuple(h * 3_600_000 for h in hours))
+    return ratios
+
+
+def _ratio_stays(name: str, ratio: Ratio, m: Measures, span: Span) -> bool:
+    """Whether the indicator's stars certainly stay as they are at `m` over the whole span:
+    the denominator stays positive, and numerator - c * denominator stays clear of zero, on the
+    side it is on now, for the level reached and the next one. Clear means by a margin far above
+    floating-point error, so True is never wrong; near a level it says False, and the walk
+    looks closer."""
+    if name == "conversion_rate":
+        num, den = m.converted_visitors, m.visitors
+    else:
+        num, den = m.response_time_ms, m.response_count
+    extremes = span.outlook.ratio_extremes(span.level, span.start, span.stop, ratio)
+    if den <= 0 or den + extremes.least_denominator < 1:
+        return False
+    levels = ratio.coefficients
+    if name == "conversion_rate":  # stars: how many levels num / den reaches
+        reached = bisect_right(levels, num / den)
+    else:  # stars: how many levels num <= c * den holds for, from the first (_earned)
+        reached = 0
+        for c in levels:
+            if num > c * den:
+                break
+            reached += 1
+    # The conversion rate's levels reached have num - c * den >= 0, the others < 0; the
+    # response time's levels reached have num - c * den <= 0, the others > 0.
+    positive_when_reached = name == "conversion_rate"
+    for index in (reached - 1, reached):
+        if not 0 <= index < len(levels):
+            continue
+        c = levels[index]
+        now = num - c * den
+        margin = 1e-9 * (abs(num) + c * abs(den) + (1 + c) * extremes.scale + 1)
+        if (index < reached) == positive_when_reached:  # must stay above zero
+            if now + extremes.lows[index] <= margin:
+                return False
+        elif now + extremes.highs[index] >= -margin:  # must stay below zero
+            return False
+    return True
+
+
 _AFFECTED: dict[tuple[tuple[int, ...], frozenset[str] | None], tuple[str, ...]] = {}
 
 
@@ -345,18 +411,25 @@ def _affected(positions: tuple[int, ...], watch: frozenset[str] | None) -> tuple
     return names
 
 
-_PROBES: dict[tuple[int, str | None, str | None], tuple[Rulebook, dict[str, Callable[[Measures], Any]]]] = {}
+_PROBES: dict[tuple[int, str | None, str | None], tuple[Rulebook, Any]] = {}
+_RATIOS: dict[tuple[int, str | None, str | None], tuple[Rulebook, Any]] = {}
 
 
 def _probes(rb: Rulebook, region: str | None, category: str | None) -> dict[str, Callable[[Measures], Any]]:
     """Every indicator's probe for one threshold table (memoised: a few tables recur)."""
+    return _per_table(_PROBES, rb, region, category,
+                      lambda rb, tables: {name: _probe(name, rb, tables[name]) for name in INDICATORS})
+
+
+def _per_table(memo: dict[tuple[int, str | None, str | None], tuple[Rulebook, Any]], rb: Rulebook,
+               region: str | None, category: str | None, build: Callable[[Rulebook, dict[str, Threshold]], Any]) -> Any:
+    """`build(rb, tables)` for the threshold table of (region, category), kept in `memo`."""
     key = (id(rb), region, category)
-    known = _PROBES.get(key)
-    if known is None or known[0] is not rb:
-        if len(_PROBES) >= 10_000:
-            _PROBES.clear()
-        tables = rb.thresholds_for(region, category)
-        known = _PROBES[key] = (rb, {name: _probe(name, rb, tables[name]) for name in INDICATORS})
+    known = memo.get(key)
+    if known is None or known[0] is not rb:  # `is`: an id can be reused once a rulebook is gone
+        if len(memo) >= 10_000:
+            memo.clear()
+        known = memo[key] = (rb, build(rb, rb.thresholds_for(region, category)))
     return known[1]
 
 

@@ -1,8 +1,13 @@
 """`starcast bench`: in-process throughput of the rating core (no broker, no Faust).
 
 Prints figures, asserts nothing: validate only; validate + state; validate + state + rate on
-every event; and validate + state + one rate per seller per batch of 1,000 events (what a
-worker that coalesces publications does). Plus state size per seller.
+every event; and validate + state + one rate per seller per batch of 10,000 events (what a
+worker that coalesces publications does), then with the projection. Plus state size per seller.
+
+Then a day of the next month, the worker's steady state: a month of facts is leaving the window
+while new events arrive, so every projection walks the seller's changes to the month's end.
+Events come in batches of LIVE_BATCH (what 20 ms hold at 5,000 events/s), each seller touched
+rated once per batch, without and with its projection, on copies of the month's state.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import gc
 import resource
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -19,10 +24,14 @@ from streams.core.contract import parse_event
 from streams.core.engine import tune_gc
 from streams.core.engine import Engine
 from streams.core.rulebook import load
+from streams.core.timeutil import DAY, format_ts, parse_ts
 from streams.lab.workload import events
 
 BATCH = 10_000
 """Events per worker batch: publications are coalesced per seller within one."""
+
+LIVE_BATCH = 100
+"""Events per batch in the next month's phase: a live worker's batch at 5,000 events/s."""
 
 
 def _timed(label: str, n: int, fn) -> dict:
@@ -32,6 +41,64 @@ def _timed(label: str, n: int, fn) -> dict:
     fn()
     elapsed = time.perf_counter() - start
     return {"stage": label, "events": n, "seconds": round(elapsed, 3), "events_per_s": round(n / elapsed)}
+
+
+def _in_batches(engine: Engine, lines: list[bytes], size: int, clock: int,
+                rate: Callable[[Engine, str, int], None]) -> None:
+    """Apply `lines` `size` at a time with the stream clock following them (the largest ts
+    seen), then `rate` each seller touched by the batch once, at that clock."""
+    for i in range(0, len(lines), size):
+        touched = set()
+        for r in lines[i : i + size]:
+            event = engine.ingest(r)
+            touched.add(event.seller_id)
+            clock = max(clock, event.ts)
+        engine.advance(clock)
+        for seller in touched:
+            rate(engine, seller, clock)
+
+
+def _rate(engine: Engine, seller: str, clock: int) -> None:
+    engine.rating(seller, clock)
+
+
+def _projecting(timelines: list[int]) -> Callable[[Engine, str, int], None]:
+    """Rate and project (as the worker does after a seller's state changed), keeping each
+    timeline's length."""
+    def rate(engine: Engine, seller: str, clock: int) -> None:
+        engine.rating(seller, clock)
+        timelines.append(len(engine.projection(seller, clock)["timeline"]))
+    return rate
+
+
+def _next_month(rulebook: Any, raw: list[bytes], n_sellers: int, seed: int) -> tuple[dict, list[int]]:
+    """The steady-state phase (module docstring): the month's events applied and every seller
+    projected once (the month's first re-rating, not timed), then the second simulated day
+    after them (the first holds each seller's catalogue), rated and projected batch by batch."""
+    def month_engine() -> tuple[Engine, int]:
+        engine = Engine(rulebook)
+        clock = 0
+        for r in raw:
+            clock = max(clock, engine.ingest(r).ts)
+        engine.advance(clock)
+        for seller in engine.states:
+            engine.rating(seller, clock)
+            engine.projection(seller, clock)
+        return engine, clock
+
+    engine, clock = month_engine()
+    start = clock + 1
+    later = [orjson.dumps(e) for e in events(len(raw) // 10, n_sellers, seed + 1, start=format_ts(start), days=2)
+             if parse_ts(e["ts"]) > start + DAY]
+    timelines: list[int] = []
+    stages = [_timed("validate+state+rate", len(later), lambda: _in_batches(engine, later, LIVE_BATCH, clock, _rate))]
+    del engine
+    engine, clock = month_engine()
+    stages.append(_timed("validate+state+rate+projection", len(later),
+                         lambda: _in_batches(engine, later, LIVE_BATCH, clock, _projecting(timelines))))
+    return {"events": len(later), "from": format_ts(start + DAY), "stages": stages,
+            "projection_us_per_event": round((stages[1]["seconds"] - stages[0]["seconds"]) / len(later) * 1e6, 2)
+            }, timelines
 
 
 def _distribution(values: list[int]) -> dict:
@@ -74,40 +141,17 @@ def run_core_bench(n_events: int, n_sellers: int, seed: int, as_json: bool) -> i
 
     def coalesced():
         engine = final["engine"] = Engine(rulebook)
-        clock = 0  # the stream clock: the largest ts seen, never moving back
-        for i in range(0, n, BATCH):
-            touched = set()
-            for r in raw[i : i + BATCH]:
-                event = engine.ingest(r)
-                touched.add(event.seller_id)
-                clock = max(clock, event.ts)
-            engine.advance(clock)
-            for seller in touched:
-                engine.rating(seller, clock)
+        _in_batches(engine, raw, BATCH, 0, _rate)
 
     results.append(_timed(f"validate+state+rate (once per seller per {BATCH} events)", n, coalesced))
 
     timelines: list[int] = []
 
-    def with_projection():
-        """As the worker does: a projection per seller re-rated after its state changed."""
-        engine = Engine(rulebook)
-        clock = 0
-        for i in range(0, n, BATCH):
-            touched = set()
-            for r in raw[i : i + BATCH]:
-                event = engine.ingest(r)
-                touched.add(event.seller_id)
-                clock = max(clock, event.ts)
-            engine.advance(clock)
-            for seller in touched:
-                engine.rating(seller, clock)
-                timelines.append(len(engine.projection(seller, clock)["timeline"]))
-
     results.append(_timed(f"validate+state+rate+projection (once per seller per {BATCH} events)", n,
-                          with_projection))
+                          lambda: _in_batches(Engine(rulebook), raw, BATCH, 0, _projecting(timelines))))
 
     engine = final["engine"]
+    next_month, live_timelines = _next_month(rulebook, raw, n_sellers, seed)
     sizes = sorted(len(s.to_bytes()) for s in engine.states.values())
     people = sum(len(s.people) for s in engine.states.values())
     report: dict[str, Any] = {
@@ -120,6 +164,8 @@ def run_core_bench(n_events: int, n_sellers: int, seed: int, as_json: bool) -> i
         "state_bytes_per_person": round(sum(sizes) / max(people, 1), 1),
         "projection_us_per_event": round((results[-1]["seconds"] - results[-2]["seconds"]) / n * 1e6, 2),
         "timeline_length": _distribution(timelines),
+        "next_month": next_month,
+        "next_month_timeline_length": _distribution(live_timelines),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "python": sys.version.split()[0],
     }
@@ -132,6 +178,13 @@ def run_core_bench(n_events: int, n_sellers: int, seed: int, as_json: bool) -> i
         print(f"  {r['stage']:<55} {r['events_per_s']:>10,} events/s  ({r['seconds']} s)")
     t = report["timeline_length"]
     print(f"projection: +{report['projection_us_per_event']} µs an event; timeline entries per projection: "
+          f"median {t['median']}, p90 {t['p90']}, p99 {t['p99']}, max {t['max']} ({t['count']:,} projections)")
+    nm = report["next_month"]
+    print(f"a day of the next month ({nm['events']:,} events from {nm['from']}, batches of {LIVE_BATCH}):")
+    for r in nm["stages"]:
+        print(f"  {r['stage']:<55} {r['events_per_s']:>10,} events/s  ({r['seconds']} s)")
+    t = report["next_month_timeline_length"]
+    print(f"projection: +{nm['projection_us_per_event']} µs an event; timeline entries per projection: "
           f"median {t['median']}, p90 {t['p90']}, p99 {t['p99']}, max {t['max']} ({t['count']:,} projections)")
     s = report["state_bytes_per_seller"]
     print(f"state per seller (orjson): median {s['median']:,} B, p99 {s['p99']:,} B, max {s['max']:,} B; "

@@ -15,6 +15,8 @@ from unittest.mock import patch
 
 from streams.core import measures
 from streams.core.engine import Engine
+from streams.core.measures import Measures
+from streams.core.rating import _movable, _probes
 from streams.core.projection import month_end
 from streams.core.rulebook import load
 from streams.core.timeutil import DAY, HOUR, format_ts, parse_ts
@@ -210,6 +212,19 @@ def test_a_projection_kept_up_to_date_event_by_event_equals_one_computed_afresh(
     # The worker projects after every batch: the seller's outlook is built once and then
     # replaced contribution by contribution as events arrive (and month by month). Every
     # projection along the way must be the one a fresh engine computes from the same events.
+    kept_up_to_date(events, idle_days)
+
+
+@SETTINGS
+@given(streams_of_events(), st.integers(0, 40))
+def test_spans_judged_from_what_a_walk_kept_of_them_before_stay_exact_as_events_arrive(events, idle_days):
+    # Every outlook walked a day or an hour at a time: what a walk keeps of a span (a ratio's
+    # extremes over it) must be dropped when an event changes a contribution inside it.
+    with patch.object(measures, "SPAN_FROM", 0), patch.object(measures, "SPAN_LEAST", 1):
+        kept_up_to_date(events, idle_days)
+
+
+def kept_up_to_date(events: list[dict], idle_days: int) -> None:
     live = Engine(RB)
     clock = None
     seen: list[dict] = []
@@ -247,3 +262,53 @@ def test_a_span_whose_visitors_may_all_leave_is_walked_instant_by_instant():
     assert walked == projection(events)  # the same as change by change
     rates = [moved(e)["conversion_rate"] for e in walked["timeline"] if "conversion_rate" in e["indicators"]]
     assert rates[0] == (1 / 28, 1) and rates[-2] == (0.1, 5) and rates[-1] == (0.0, 0)
+
+
+def _leaving_hour() -> tuple[Measures, measures.Outlook]:
+    """300 visitors, 28 of them converted (9.3 %: 4 stars), and 190 of them, 19 converted,
+    leaving one by one within an hour, every tenth a converted one: the rate stays between
+    9.3 % and 9.7 % all along."""
+    horizon = parse_ts("2026-04-30T23:59:59.999Z")
+    start = parse_ts("2026-04-03T10:00:00Z")
+    outlook = measures.Outlook(horizon)
+    for k in range(190):
+        leaving = {measures.VISITORS: -1, measures.CONVERTED: -1} if k % 10 == 9 else {measures.VISITORS: -1}
+        outlook.replace(("person", f"p{k}"), [(start + 1000 + k * 15_000, leaving)])
+    m = Measures(parse_ts(APRIL_1), None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 300, 28, 0, 0, False, False, 0)
+    return m, outlook
+
+
+def _the_day(outlook: measures.Outlook) -> measures.Span:
+    with patch.object(measures, "SPAN_FROM", 0), patch.object(measures, "SPAN_LEAST", 1):
+        spans = [item for item in outlook.spans(parse_ts("2026-04-03T00:00:00Z"))
+                 if isinstance(item, measures.Span)]
+    assert len(spans) == 1  # the day of April 3
+    return spans[0]
+
+
+def test_a_rate_whose_visitors_and_converted_visitors_leave_together_is_passed_whole():
+    m, outlook = _leaving_hour()
+    span = _the_day(outlook)
+    positive, negative = span.bound
+    probes = _probes(RB, None, None)
+    before = {"conversion_rate": probes["conversion_rate"](m)}
+    assert before == {"conversion_rate": 4}
+    # The corners alone (9 of 300 at worst, 28 of 110 at best) say the stars may move ...
+    assert _movable(m, RB, probes, before, ("conversion_rate",), positive, negative, True, False) == \
+        {"conversion_rate"}
+    # ... the rate's own extremes over the hour say they cannot.
+    assert _movable(m, RB, probes, before, ("conversion_rate",), positive, negative, True, False, span) == set()
+
+
+def test_a_change_inside_a_span_drops_what_was_kept_of_it():
+    m, outlook = _leaving_hour()
+    probes = _probes(RB, None, None)
+    before = {"conversion_rate": probes["conversion_rate"](m)}
+    span = _the_day(outlook)
+    assert _movable(m, RB, probes, before, ("conversion_rate",), *span.bound, True, False, span) == set()
+    # 100 more visitors, none converted, leave at 10:30: by then 16 converted of 180 visitors
+    # are left, and the rate jumps to 16 of 80 (20 %: 5 stars).
+    outlook.replace(("person", "crowd"), [(parse_ts("2026-04-03T10:30:00Z"), {measures.VISITORS: -100})])
+    span = _the_day(outlook)
+    assert _movable(m, RB, probes, before, ("conversion_rate",), *span.bound, True, False, span) == \
+        {"conversion_rate"}
