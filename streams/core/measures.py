@@ -537,16 +537,17 @@ class Outlook:
     def ratio_extremes(self, level: int, start: int, stop: int, ratio: Ratio) -> Extremes:
         """`ratio`'s Extremes over the whole span (start, stop] of width SPANS[level]: an hour's
         from its changes, a day's from its hours'."""
-        known = self.extremes[level].setdefault(start // SPANS[level], {})
+        spans = self.extremes[level]
+        index = start // SPANS[level]
+        known = spans.get(index)
+        if known is None:
+            known = spans[index] = {}
         extremes = known.get(ratio)
         if extremes is None:
             if level + 1 < len(SPANS):
                 width = SPANS[level + 1]
-                none = (0.0,) * len(ratio.coefficients)
-                extremes = Extremes(0, 0, 0, 0, none, none)
-                for part in range(start, stop, width):
-                    extremes = _then(extremes, self.ratio_extremes(level + 1, part, part + width, ratio),
-                                     ratio.coefficients)
+                extremes = _joined([self.ratio_extremes(level + 1, part, part + width, ratio)
+                                    for part in range(start, stop, width)], ratio.coefficients)
             else:
                 extremes = _extremes_of(self.instants, self.changes, start, stop, ratio)
             known[ratio] = extremes
@@ -581,15 +582,29 @@ class Extremes:
 
 
 
-def _then(first: Extremes, later: Extremes, coefficients: tuple[float, ...]) -> Extremes:
-    """The Extremes of `first`'s changes followed by `later`'s."""
-    n, d = first.numerator, first.denominator
-    return Extremes(n + later.numerator, d + later.denominator,
-                    min(first.least_denominator, d + later.least_denominator),
-                    max(first.scale, abs(n) + abs(d) + later.scale),
-                    tuple(min(low, n - c * d + other) for low, other, c in zip(first.lows, later.lows, coefficients)),
-                    tuple(max(high, n - c * d + other) for high, other, c in
-                          zip(first.highs, later.highs, coefficients)))
+def _joined(parts: list[Extremes], coefficients: tuple[float, ...]) -> Extremes:
+    """The Extremes of consecutive runs of changes, from theirs: each run's values are offset by
+    the net change of the runs before it. A run without a change of either position (`scale`
+    0) changes nothing and is skipped."""
+    n = d = least = scale = 0
+    lows = [0.0] * len(coefficients)
+    highs = [0.0] * len(coefficients)
+    for part in parts:
+        if not part.scale:
+            continue
+        if d + part.least_denominator < least:
+            least = d + part.least_denominator
+        if abs(n) + abs(d) + part.scale > scale:
+            scale = abs(n) + abs(d) + part.scale
+        for k, c in enumerate(coefficients):
+            base = n - c * d
+            if base + part.lows[k] < lows[k]:
+                lows[k] = base + part.lows[k]
+            if base + part.highs[k] > highs[k]:
+                highs[k] = base + part.highs[k]
+        n += part.numerator
+        d += part.denominator
+    return Extremes(n, d, least, scale, tuple(lows), tuple(highs))
 
 
 def _extremes_of(instants: list[int], changes: dict[int, dict[int, int]], start: int, stop: int,
