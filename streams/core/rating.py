@@ -12,7 +12,8 @@ from operator import attrgetter
 from typing import Any, Callable, Iterable, Iterator
 
 from streams.core.measures import (ACTIVE, ANSWERED, CONVERTED, FIELDS, KWA, POTENTIAL, RATE_TOTAL, RFQ, RISK,
-                                   RT_COUNT, RT_SUM, SUPER, TOP_SUPER, VIDEO, VISITORS, Measures, Ratio, Span)
+                                   RT_COUNT, RT_SUM, SUPER, TOP_SUPER, VIDEO, VISITORS, WIDTH, Measures, Ratio,
+                                   Span)
 from streams.core.projection import Levels, levels_of
 from streams.core.rulebook import INDICATORS, Rulebook, Threshold
 from streams.core.timeutil import format_ts
@@ -20,21 +21,26 @@ from streams.core.timeutil import format_ts
 
 def marketing_index(m: Measures, rb: Rulebook) -> int:
     """Points over W per the rulebook's marketing table, capped."""
+    return _marketing_points(m.kwa_usd_micro, m.rate_answered, m.rate_total, m.premium_ads, m.rfq_quotations,
+                             m.showcases_open, m.video_products, rb)
+
+
+def _marketing_points(spend: int, answered: int, total: int, premium_ads: bool, rfq: int, showcases_open: bool,
+                      video: int, rb: Rulebook) -> int:
     cfg = rb.marketing
     points = 0
-    spend = m.kwa_usd_micro
     for micro, award in rb.kwa_micro_points:  # the last threshold reached counts
         if spend >= micro:
             points = award
-    rate = m.response_rate
+    rate = answered / total if total else None  # Measures.response_rate
     if rate is not None and rate >= cfg["response_rate_min"]:
         points += cfg["response_rate_points"]
-    if m.premium_ads:
+    if premium_ads:
         points += cfg["premium_ads_points"]
-    points += min(m.rfq_quotations // cfg["rfq_per_quotations"] * cfg["rfq_points"], cfg["rfq_max_points"])
-    if m.showcases_open:
+    points += min(rfq // cfg["rfq_per_quotations"] * cfg["rfq_points"], cfg["rfq_max_points"])
+    if showcases_open:
         points += cfg["showcases_points"]
-    if m.video_products >= cfg["video_min_products"]:
+    if video >= cfg["video_min_products"]:
         points += cfg["video_points"]
     return min(points, cfg["cap"])
 
@@ -217,6 +223,8 @@ def level_changes(m: Measures, rb: Rulebook, changes: Iterable[tuple[int, dict[i
     which no indicator can move (`_movable`) is passed whole, and inside a span only what its
     bounds could not hold is looked at."""
     probes = _probes(rb, m.region, m.category)
+    ratios = _ratios(rb, m.region, m.category)
+    totals = _totals(m)  # the running totals (and the registers), walked; `m` follows at each yield
     last = levels(m, rb)  # the levels last yielded (at first, those before any change)
     before: dict[str, Any] = {}  # indicator -> its probe (stars; the index: and its bonus) before the change
     unhealthy = rb.unhealthy_points
@@ -236,38 +244,38 @@ def level_changes(m: Measures, rb: Rulebook, changes: Iterable[tuple[int, dict[i
                 affected = _affected(tuple({**positive, **negative}), watch)
                 for name in affected:
                     if name not in before:
-                        before[name] = probes[name](m)
-                movable = _movable(m, rb, probes, before, affected, positive, negative, healthy, risky, item)
+                        before[name] = probes[name](totals)
+                movable = _movable(totals, rb, probes, before, affected, positive, negative, healthy, risky,
+                                   item, ratios)
                 if movable:
                     pending.append((item.inside(), movable))
                     break  # walk the span's inside, then come back to `ahead`
                 for position, amount in item.net.items():
-                    if amount:
-                        name = FIELDS[position]
-                        setattr(m, name, getattr(m, name) + amount)
+                    totals[position] += amount
                 instant, moved = item.last, False
                 continue
             instant, change = item
             affected = _affected(tuple(change), watch)
             for name in affected:
                 if name not in before:
-                    before[name] = probes[name](m)
+                    before[name] = probes[name](totals)
             for position, amount in change.items():
-                name = FIELDS[position]
-                setattr(m, name, getattr(m, name) + amount)
-            moved = risky and (m.risk_points < unhealthy) != healthy
+                totals[position] += amount
+            moved = risky and (totals[RISK] < unhealthy) != healthy
             for name in affected:
-                now = probes[name](m)
+                now = probes[name](totals)
                 if now != before[name]:
                     before[name] = now
                     moved = True
             if moved:
+                _follow(m, totals)
                 m.at = instant
                 healthy = m.risk_points < unhealthy
                 last = levels(m, rb)
                 yield instant, last
         else:
             pending.pop()
+    _follow(m, totals)
     if instant is not None and not moved:
         # No star, bonus or risk moved since `last`: only the values did.
         m.at = instant
@@ -280,21 +288,36 @@ RISK_MAY_MOVE = "risk"
 """In a set of what may move inside a span, beside indicator names."""
 
 
-def _clone(m: Measures) -> Measures:
-    return Measures(m.at, *m.key())  # key(): every field after `at`, in order
+_PREMIUM_ADS, _SHOWCASES_OPEN = WIDTH, WIDTH + 1
+"""Positions of the registers in a walk's list of totals, after the totals' own."""
+
+_TOTALS = attrgetter(*FIELDS, "premium_ads", "showcases_open")
+
+
+def _totals(m: Measures) -> list[Any]:
+    """The walk's running totals: `m`'s totals by position (FIELDS), then its two registers
+    the marketing index reads."""
+    return list(_TOTALS(m))
+
+
+def _follow(m: Measures, totals: list[Any]) -> None:
+    """Bring `m`'s totals to the walk's."""
+    for position, name in enumerate(FIELDS):
+        setattr(m, name, totals[position])
 
 
 _MORE_IS_WORSE = frozenset((RT_SUM, RATE_TOTAL, VISITORS))
 _DENOMINATORS = frozenset((RT_COUNT, RATE_TOTAL, VISITORS))
 
 
-def _movable(m: Measures, rb: Rulebook, probes: dict[str, Callable[[Measures], Any]], before: dict[str, Any],
-             affected: tuple[str, ...], positive: dict[int, int], negative: dict[int, int], healthy: bool,
-             risk: bool, span: Span | None = None) -> frozenset[str]:
-    """What may differ from `before` somewhere in a span whose running totals stay between `m`
-    plus `negative` and `m` plus `positive`, position by position: of the `affected`
-    indicators (their stars; the marketing index, also whether it reaches the bonus) and, if `risk`, the risk
-    (RISK_MAY_MOVE). Empty: nothing can; otherwise only those can, the others are constant
+def _movable(totals: list[Any], rb: Rulebook, probes: dict[str, Callable[[list[Any]], Any]],
+             before: dict[str, Any], affected: tuple[str, ...], positive: dict[int, int], negative: dict[int, int],
+             healthy: bool, risk: bool, span: Span | None = None, ratios: dict[str, Ratio] | None = None
+             ) -> frozenset[str]:
+    """What may differ from `before` somewhere in a span whose running totals stay between
+    `totals` (a walk's list, `_totals`) plus `negative` and `totals` plus `positive`, position by
+    position: of the `affected` indicators (their stars; the marketing index, also whether it
+    reaches the bonus) and, if `risk`, the risk (RISK_MAY_MOVE). Empty: nothing can; otherwise only those can, the others are constant
     over the span.
 
     Each indicator is monotone in every position it reads (more of a count, a numerator or a
@@ -307,16 +330,14 @@ def _movable(m: Measures, rb: Rulebook, probes: dict[str, Callable[[Measures], A
     A ratio indicator (conversion rate, response time) is judged first, and more closely, from
     the span's Extremes (`_ratio_stays`): the corners bound a ratio loosely when its numerator
     and denominator move together, as they do when buyers and visitors leave the window."""
-    if span is not None and SUPER not in positive and SUPER not in negative:
-        ratios = _ratios(rb, m.region, m.category)
+    if span is not None and ratios and SUPER not in positive and SUPER not in negative:
         affected = tuple(name for name in affected
-                         if name not in ratios or not _ratio_stays(name, ratios[name], m, span))
+                         if name not in ratios or not _ratio_stays(name, ratios[name], totals, span))
     anything = frozenset((*affected, RISK_MAY_MOVE) if risk else affected)
-    low, high = _clone(m), _clone(m)
+    low, high = totals[:], totals[:]
     may: set[str] = set()
     for position in {**positive, **negative}:
-        name = FIELDS[position]
-        value = getattr(m, name)
+        value = totals[position]
         least, most = value + negative.get(position, 0), value + positive.get(position, 0)
         if least == most:
             continue
@@ -329,8 +350,8 @@ def _movable(m: Measures, rb: Rulebook, probes: dict[str, Callable[[Measures], A
                 may.add(RISK_MAY_MOVE)
             continue
         worse, better = (most, least) if position in _MORE_IS_WORSE else (least, most)
-        setattr(low, name, worse)
-        setattr(high, name, better)
+        low[position] = worse
+        high[position] = better
     for name in affected:
         level = before[name]
         if probes[name](low) != level or probes[name](high) != level:
@@ -356,16 +377,13 @@ def _ratios_of(rb: Rulebook, tables: dict[str, Threshold]) -> dict[str, Ratio]:
     return ratios
 
 
-def _ratio_stays(name: str, ratio: Ratio, m: Measures, span: Span) -> bool:
+def _ratio_stays(name: str, ratio: Ratio, totals: list[Any], span: Span) -> bool:
     """Whether the indicator's stars certainly stay as they are at `m` over the whole span:
     the denominator stays positive, and numerator - c * denominator stays clear of zero, on the
     side it is on now, for the level reached and the next one. Clear means by a margin far above
     floating-point error, so True is never wrong; near a level it says False, and the walk
     looks closer."""
-    if name == "conversion_rate":
-        num, den = m.converted_visitors, m.visitors
-    else:
-        num, den = m.response_time_ms, m.response_count
+    num, den = totals[ratio.numerator], totals[ratio.denominator]
     extremes = span.outlook.ratio_extremes(span.level, span.start, span.stop, ratio)
     if den <= 0 or den + extremes.least_denominator < 1:
         return False
@@ -415,8 +433,9 @@ _PROBES: dict[tuple[int, str | None, str | None], tuple[Rulebook, Any]] = {}
 _RATIOS: dict[tuple[int, str | None, str | None], tuple[Rulebook, Any]] = {}
 
 
-def _probes(rb: Rulebook, region: str | None, category: str | None) -> dict[str, Callable[[Measures], Any]]:
-    """Every indicator's probe for one threshold table (memoised: a few tables recur)."""
+def _probes(rb: Rulebook, region: str | None, category: str | None) -> dict[str, Callable[[list[Any]], Any]]:
+    """Every indicator's probe for one threshold table (memoised: a few tables recur), on a
+    walk's list of totals (`_totals`)."""
     return _per_table(_PROBES, rb, region, category,
                       lambda rb, tables: {name: _probe(name, rb, tables[name]) for name in INDICATORS})
 
@@ -433,19 +452,37 @@ def _per_table(memo: dict[tuple[int, str | None, str | None], tuple[Rulebook, An
     return known[1]
 
 
-def _probe(name: str, rb: Rulebook, table: Threshold) -> Callable[[Measures], Any]:
-    """What decides an indicator's part in the levels, from the measures: its stars; for the
-    marketing index, also whether it reaches the bonus (its value moves with every spend or
-    reply, the levels only when one of these does)."""
+def _probe(name: str, rb: Rulebook, table: Threshold) -> Callable[[list[Any]], Any]:
+    """What decides an indicator's part in the levels, from a walk's totals: its stars, as
+    `_earned` gives them; for the marketing index, also whether it reaches the bonus (its value
+    moves with every spend or reply, the levels only when one of these does)."""
+    stars = table.stars
     if name == "marketing_index":
         least = rb.bonus_min_index
-        return lambda m: (table.stars(index := marketing_index(m, rb), m.super_products), index >= least)
-    if name in ("potential_products", "top_super_products", "active_buyers", "conversion_rate"):
-        # _earned's path for these, without its dispatch: a probe runs once per change ahead
-        stars, value_of = table.stars, attrgetter(name)
-        return lambda m: stars(value_of(m), m.super_products)
-    value = _VALUES[name]
-    return lambda m: _earned(name, value(m, rb), m, table)
+
+        def marketing(t: list[Any]) -> tuple[int, bool]:
+            index = _marketing_points(t[KWA], t[ANSWERED], t[RATE_TOTAL], t[_PREMIUM_ADS], t[RFQ],
+                                      t[_SHOWCASES_OPEN], t[VIDEO], rb)
+            return stars(index, t[SUPER]), index >= least
+        return marketing
+    if name == "conversion_rate":  # Measures.conversion_rate
+        return lambda t: stars(t[CONVERTED] / t[VISITORS] if t[VISITORS] else 0.0, t[SUPER])
+    if name == "response_time":  # _earned's integer comparison, level by level
+        floor, limits = table.floor_stars, tuple(hours * 3_600_000 for hours in table.thresholds)
+
+        def response(t: list[Any]) -> int:
+            count, total = t[RT_COUNT], t[RT_SUM]
+            if not count:
+                return floor
+            earned = 0
+            for level, limit in enumerate(limits, start=1):
+                if total > limit * count:
+                    break
+                earned = level
+            return max(earned, floor)
+        return response
+    position = {"potential_products": POTENTIAL, "top_super_products": TOP_SUPER, "active_buyers": ACTIVE}[name]
+    return lambda t: stars(t[position], t[SUPER])
 
 
 def _rate(m: Measures, rb: Rulebook) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from unittest.mock import patch
 from streams.core import measures
 from streams.core.engine import Engine
 from streams.core.measures import Measures
-from streams.core.rating import _movable, _probes
+from streams.core.rating import _movable, _probes, _ratios, _totals
 from streams.core.projection import month_end
 from streams.core.rulebook import load
 from streams.core.timeutil import DAY, HOUR, format_ts, parse_ts
@@ -290,25 +290,26 @@ def test_a_rate_whose_visitors_and_converted_visitors_leave_together_is_passed_w
     m, outlook = _leaving_hour()
     span = _the_day(outlook)
     positive, negative = span.bound
-    probes = _probes(RB, None, None)
-    before = {"conversion_rate": probes["conversion_rate"](m)}
+    totals, probes = _totals(m), _probes(RB, None, None)
+    before = {"conversion_rate": probes["conversion_rate"](totals)}
     assert before == {"conversion_rate": 4}
     # The corners alone (9 of 300 at worst, 28 of 110 at best) say the stars may move ...
-    assert _movable(m, RB, probes, before, ("conversion_rate",), positive, negative, True, False) == \
+    assert _movable(totals, RB, probes, before, ("conversion_rate",), positive, negative, True, False) == \
         {"conversion_rate"}
     # ... the rate's own extremes over the hour say they cannot.
-    assert _movable(m, RB, probes, before, ("conversion_rate",), positive, negative, True, False, span) == set()
+    assert _movable(totals, RB, probes, before, ("conversion_rate",), positive, negative, True, False, span,
+                    _ratios(RB, None, None)) == set()
 
 
 def test_a_change_inside_a_span_drops_what_was_kept_of_it():
     m, outlook = _leaving_hour()
-    probes = _probes(RB, None, None)
-    before = {"conversion_rate": probes["conversion_rate"](m)}
+    totals, probes, ratios = _totals(m), _probes(RB, None, None), _ratios(RB, None, None)
+    before = {"conversion_rate": probes["conversion_rate"](totals)}
     span = _the_day(outlook)
-    assert _movable(m, RB, probes, before, ("conversion_rate",), *span.bound, True, False, span) == set()
+    assert _movable(totals, RB, probes, before, ("conversion_rate",), *span.bound, True, False, span, ratios) == set()
     # 100 more visitors, none converted, leave at 10:30: by then 16 converted of 180 visitors
     # are left, and the rate jumps to 16 of 80 (20 %: 5 stars).
     outlook.replace(("person", "crowd"), [(parse_ts("2026-04-03T10:30:00Z"), {measures.VISITORS: -100})])
     span = _the_day(outlook)
-    assert _movable(m, RB, probes, before, ("conversion_rate",), *span.bound, True, False, span) == \
+    assert _movable(totals, RB, probes, before, ("conversion_rate",), *span.bound, True, False, span, ratios) == \
         {"conversion_rate"}
