@@ -317,8 +317,8 @@ def _movable(totals: list[Any], rb: Rulebook, probes: dict[str, Callable[[list[A
     """What may differ from `before` somewhere in a span whose running totals stay between
     `totals` (a walk's list, `_totals`) plus `negative` and `totals` plus `positive`, position by
     position: of the `affected` indicators (their stars; the marketing index, also whether it
-    reaches the bonus) and, if `risk`, the risk (RISK_MAY_MOVE). Empty: nothing can; otherwise only those can, the others are constant
-    over the span.
+    reaches the bonus) and, if `risk`, the risk (RISK_MAY_MOVE). Empty: nothing can; otherwise
+    only those can, the others are constant over the span.
 
     Each indicator is monotone in every position it reads (more of a count, a numerator or a
     product tier earns at least as much; more of a denominator or of response time, at most as
