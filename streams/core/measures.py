@@ -558,12 +558,14 @@ class Outlook:
 class Ratio:
     """Stars read from `numerator / denominator` (two positions), against fixed levels: over a
     span, `numerator - c * denominator` for each coefficient c tells on which side of each
-    level the ratio stays (Extremes). The conversion rate (converted per visitor) and the
-    response time (milliseconds per counted conversation) are such ratios."""
+    level the ratio stays (Extremes). The conversion rate (converted per visitor: `rising`, its
+    stars rise with it) and the response time (milliseconds per counted conversation: its stars
+    fall as it rises) are such ratios."""
 
     numerator: int
     denominator: int
     coefficients: tuple[float, ...]
+    rising: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,17 +82,23 @@ def indicator_values(m: Measures, rb: Rulebook) -> dict[str, float | int | None]
 
 def _earned(name: str, value: Any, m: Measures, table: Threshold) -> int:
     if name == "response_time":
-        # Compare in integer milliseconds: a mean of exactly 12 h is 12 h, not 12.000000001.
         if not m.response_count:
             return table.floor_stars
-        stars = 0
-        for level, hours in enumerate(table.thresholds, start=1):
-            if m.response_time_ms <= hours * 3_600_000 * m.response_count:
-                stars = level
-            else:
-                break
-        return max(stars, table.floor_stars)
+        met = _limits_met(m.response_time_ms, m.response_count, (hours * 3_600_000 for hours in table.thresholds))
+        return max(met, table.floor_stars)
     return table.stars(value, m.super_products)
+
+
+def _limits_met(total_ms: int, count: int, limits: Iterable[float]) -> int:
+    """How many of the response time's levels (milliseconds per conversation, the most lenient
+    first) the mean `total_ms / count` meets, counted from the first. Compared in integer
+    milliseconds, `total_ms <= limit * count`: a mean of exactly 12 h is 12 h, not 12.000000001."""
+    met = 0
+    for limit in limits:
+        if total_ms > limit * count:
+            break
+        met += 1
+    return met
 
 
 def apply_bonus(stars: dict[str, int], index: int, rb: Rulebook) -> str | None:
@@ -332,7 +338,7 @@ def _movable(totals: list[Any], rb: Rulebook, probes: dict[str, Callable[[list[A
     and denominator move together, as they do when buyers and visitors leave the window."""
     if span is not None and ratios and SUPER not in positive and SUPER not in negative:
         affected = tuple(name for name in affected
-                         if name not in ratios or not _ratio_stays(name, ratios[name], totals, span))
+                         if name not in ratios or not _ratio_stays(ratios[name], totals, span))
     anything = frozenset((*affected, RISK_MAY_MOVE) if risk else affected)
     low, high = totals[:], totals[:]
     may: set[str] = set()
@@ -370,15 +376,16 @@ def _ratios_of(rb: Rulebook, tables: dict[str, Threshold]) -> dict[str, Ratio]:
     ratios = {}
     conversion = tables["conversion_rate"]
     if conversion.direction == "at_least" and list(conversion.keys) == sorted(conversion.keys):
-        ratios["conversion_rate"] = Ratio(CONVERTED, VISITORS, tuple(float(t) for t in conversion.thresholds))
+        ratios["conversion_rate"] = Ratio(CONVERTED, VISITORS, tuple(float(t) for t in conversion.thresholds),
+                                          rising=True)
     hours = tables["response_time"].thresholds
     if list(hours) == sorted(hours, reverse=True):
-        ratios["response_time"] = Ratio(RT_SUM, RT_COUNT, tuple(h * 3_600_000 for h in hours))
+        ratios["response_time"] = Ratio(RT_SUM, RT_COUNT, tuple(h * 3_600_000 for h in hours), rising=False)
     return ratios
 
 
-def _ratio_stays(name: str, ratio: Ratio, totals: list[Any], span: Span) -> bool:
-    """Whether the indicator's stars certainly stay as they are at `m` over the whole span:
+def _ratio_stays(ratio: Ratio, totals: list[Any], span: Span) -> bool:
+    """Whether the indicator's stars certainly stay as they are at `totals` over the whole span:
     the denominator stays positive, and numerator - c * denominator stays clear of zero, on the
     side it is on now, for the level reached and the next one. Clear means by a margin far above
     floating-point error, so True is never wrong; near a level it says False, and the walk
@@ -388,17 +395,11 @@ def _ratio_stays(name: str, ratio: Ratio, totals: list[Any], span: Span) -> bool
     if den <= 0 or den + extremes.least_denominator < 1:
         return False
     levels = ratio.coefficients
-    if name == "conversion_rate":  # stars: how many levels num / den reaches
-        reached = bisect_right(levels, num / den)
-    else:  # stars: how many levels num <= c * den holds for, from the first (_earned)
-        reached = 0
-        for c in levels:
-            if num > c * den:
-                break
-            reached += 1
-    # The conversion rate's levels reached have num - c * den >= 0, the others < 0; the
-    # response time's levels reached have num - c * den <= 0, the others > 0.
-    positive_when_reached = name == "conversion_rate"
+    # The stars: how many levels num / den reaches (rising), or meets from the first (_earned).
+    reached = bisect_right(levels, num / den) if ratio.rising else _limits_met(num, den, levels)
+    # A rising ratio's levels reached have num - c * den >= 0, the others < 0; the response
+    # time's levels reached have num - c * den <= 0, the others > 0.
+    positive_when_reached = ratio.rising
     for index in (reached - 1, reached):
         if not 0 <= index < len(levels):
             continue
@@ -471,15 +472,8 @@ def _probe(name: str, rb: Rulebook, table: Threshold) -> Callable[[list[Any]], A
         floor, limits = table.floor_stars, tuple(hours * 3_600_000 for hours in table.thresholds)
 
         def response(t: list[Any]) -> int:
-            count, total = t[RT_COUNT], t[RT_SUM]
-            if not count:
-                return floor
-            earned = 0
-            for level, limit in enumerate(limits, start=1):
-                if total > limit * count:
-                    break
-                earned = level
-            return max(earned, floor)
+            count = t[RT_COUNT]
+            return max(_limits_met(t[RT_SUM], count, limits), floor) if count else floor
         return response
     position = {"potential_products": POTENTIAL, "top_super_products": TOP_SUPER, "active_buyers": ACTIVE}[name]
     return lambda t: stars(t[position], t[SUPER])
