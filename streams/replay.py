@@ -20,9 +20,11 @@ file per ~8 MiB of input), each file is rated on its own engines, which are then
 the sorted outputs are merged. A seller's rating depends only on its own events and the
 instant (for a monthly record, also on where the stream's clock froze the month:
 `monthly_records`), so this gives what one pass over everything gives, with memory for one
-share of the state. Validation
-errors are reported in line order during the spill; the rare rejection at apply time (a fact
-that contradicts the seller's state) is reported when its share is rated.
+share of the state. A line is
+spilled by the seller id it claims, decoded but not validated: it is validated once, when its
+share is rated. Each share's rejections go to a file beside it, and all of them are reported in
+line order once every share is rated, before the first rating is written. (Monthly records
+validate while spilling, as each valid event moves the freeze clock: `monthly_records`.)
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
 import orjson
 
-from streams.core.contract import FUTURE_TOLERANCE_MS, FUTURE_TS, Event, Rejected, decode, validate
+from streams.core.contract import (FUTURE_TOLERANCE_MS, FUTURE_TS, MAX_MESSAGE_BYTES, Event, Rejected, decode,
+                                   validate)
 from streams.core.engine import Engine
 from streams.core.groups import RulebookSelection
 from streams.core.official import freezable_month_end, next_month_end, labels, official_record, owed
@@ -78,7 +81,13 @@ def latest_ts(lines: Iterable[bytes]) -> int | None:
 
 
 def _report(errors: IO[str], number: int, exc: Rejected) -> None:
-    errors.write(f"line {number}: {exc.reason}: {exc.message}\n")
+    """One line per rejection: `line N: reason: message`."""
+    message = exc.message.replace("\n", "\\n")
+    errors.write(f"line {number}: {exc.reason}: {message}\n")
+
+
+def _line_number(report: str) -> int:
+    return int(report[5:report.index(":")])
 
 
 def _events(lines: Iterable[bytes], errors: IO[str], horizon: int | None, numbered: bool = False
@@ -155,22 +164,27 @@ def ratings(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: i
         return
     with tempfile.TemporaryDirectory(prefix="starcast-replay-") as directory, ExitStack() as files:
         spilled = _spill(lines, errors, instant, count, Path(directory))
-        yield from _merged(spilled, lambda rows: _rate(rows, selection, instant, errors, projection, numbered=True),
-                           lambda r: r["seller_id"], files)
+        yield from _merged(spilled, lambda rows, rejected: _rate(rows, selection, instant, rejected, projection,
+                                                                 numbered=True),
+                           lambda r: r["seller_id"], files, errors)
 
 
-def _merged(spilled: list[Path], produce: Callable[[IO[bytes]], Iterable[dict]], key: Callable[[dict], Any],
-            files: ExitStack) -> Iterator[dict]:
-    """Each spilled share through `produce` (its output sorted by `key`), one share at a time
-    (what `produce` holds goes before the next), into a file; then the files merged by `key`."""
-    outputs = []
+def _merged(spilled: list[Path], produce: Callable[[IO[bytes], IO[str]], Iterable[dict]],
+            key: Callable[[dict], Any], files: ExitStack, errors: IO[str]) -> Iterator[dict]:
+    """Each spilled share through `produce` (its output sorted by `key`, its rejections written
+    to the file it is given), one share at a time (what `produce` holds goes before the next),
+    into a file; then the shares' rejections reported to `errors` in line order, and the
+    outputs merged by `key`."""
+    outputs, rejections = [], []
     for share in spilled:
-        output = share.with_suffix(".out")
-        with share.open("rb") as rows, output.open("wb") as out:
-            for item in produce(rows):
+        output, rejected = share.with_suffix(".out"), share.with_suffix(".err")
+        with share.open("rb") as rows, output.open("wb") as out, rejected.open("w") as report:
+            for item in produce(rows, report):
                 out.write(orjson.dumps(item) + b"\n")
         share.unlink()
         outputs.append(files.enter_context(output.open("rb")))
+        rejections.append(files.enter_context(rejected.open()))
+    errors.writelines(heapq.merge(*rejections, key=_line_number))
     return heapq.merge(*(map(orjson.loads, out) for out in outputs), key=key)
 
 
@@ -193,24 +207,42 @@ def share_count(lines: Iterable[bytes]) -> int:
     return 1 if isinstance(lines, Sequence) else STDIN_SHARES
 
 
+def _claimed_seller(line: bytes) -> bytes:
+    """The seller id a line claims, encoded: all a share needs to be chosen. b"" when it claims
+    none; such a line is rejected when its share is rated."""
+    if len(line) > MAX_MESSAGE_BYTES:
+        return b""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return b""
+    seller = obj.get("seller_id") if isinstance(obj, dict) else None
+    return seller.encode() if isinstance(seller, str) else b""
+
+
 def _spill(lines: Iterable[bytes], errors: IO[str], at: int, count: int, directory: Path,
            stamp: Callable[[Event], int] | None = None) -> list[Path]:
-    """The valid lines up to `at`, each with its line number (and, with `stamp`, a number it
-    gives the event), into `count` files by a stable hash of the seller id; invalid lines
-    reported as read. Returns the files that got lines."""
+    """The lines, each with its line number, into `count` files by a stable hash of the seller
+    id. Without `stamp`, every non-blank line as it claims its seller (validated when its share
+    is rated). With `stamp`, only the valid lines up to `at`, each with the number `stamp`
+    gives its event, invalid lines reported as read. Returns the files that got lines."""
     paths = [directory / f"{i:03d}" for i in range(count)]
     used: set[int] = set()
     with ExitStack() as stack:
         files = [stack.enter_context(path.open("wb")) for path in paths]
-        for number, event, line in _events(lines, errors, at + FUTURE_TOLERANCE_MS):
-            if event.ts > at:
-                continue
-            i = zlib.crc32(event.seller_id.encode()) % count
-            used.add(i)
-            if stamp is not None:
-                files[i].write(b"%d\t%d\t%s\n" % (number, stamp(event), line.rstrip(b"\r\n")))
-            else:
-                files[i].write(b"%d\t%s\n" % (number, line.rstrip(b"\r\n")))
+        if stamp is None:
+            for number, line in enumerate(lines, start=1):
+                line = line.rstrip(b"\r\n")
+                if line.strip():
+                    i = zlib.crc32(_claimed_seller(line)) % count
+                    used.add(i)
+                    files[i].write(b"%d\t%s\n" % (number, line))
+        else:
+            for number, event, line in _events(lines, errors, at + FUTURE_TOLERANCE_MS):
+                if event.ts <= at:
+                    i = zlib.crc32(event.seller_id.encode()) % count
+                    used.add(i)
+                    files[i].write(b"%d\t%d\t%s\n" % (number, stamp(event), line.rstrip(b"\r\n")))
     for i, path in enumerate(paths):
         if i not in used:
             path.unlink()
@@ -254,8 +286,9 @@ def monthly_records(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelectio
     with tempfile.TemporaryDirectory(prefix="starcast-replay-") as directory, ExitStack() as files:
         spilled = _spill(lines, errors, instant, count, Path(directory), stamp)
         triggers = {name: schedule.triggers for name, schedule in schedules.items()}
-        yield from _merged(spilled, lambda rows: sorted(_records(_freeze(rows, selection, instant, errors, triggers)),
-                                                        key=_record_order), _record_order, files)
+        yield from _merged(spilled, lambda rows, rejected: sorted(
+            _records(_freeze(rows, selection, instant, rejected, triggers)), key=_record_order),
+            _record_order, files, errors)
 
 
 def _record_order(record: dict) -> tuple[str, str]:

@@ -49,9 +49,11 @@ class Rejected(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
-    """A validated event: its fields as decoded, plus the parsed event time."""
+    """A validated event: its fields as decoded, plus the parsed event time. Never changed once
+    made (not `frozen`: a frozen dataclass's constructor costs four times as much, once per
+    event)."""
 
     type: str
     seller_id: str
@@ -110,18 +112,42 @@ class _Compiler:
         self.lines.append("    " * depth + line)
 
     def schema(self, schema: dict[str, Any], v: str, path: str, depth: int) -> None:
-        """Emit checks of value `v` (a local name) at `path` (an expression for messages)."""
+        """Emit checks of value `v` (a local name) at `path` (an expression for messages).
+
+        Once a single `type` has been checked, a keyword that applies to that type is emitted
+        without its type guard, and one that applies only to other types is not emitted: the
+        value has already been rejected if it is not of that type."""
         for key in schema:
             if key not in _ANNOTATIONS and key not in _KEYWORDS:
                 raise ValueError(f"schema keyword {key!r} is not supported by the contract compiler")
+        known: str | None = None
         if "type" in schema:
             names = [schema["type"]] if isinstance(schema["type"], str) else list(schema["type"])
             test = " or ".join(_TYPE_TESTS[n].format(v=v) for n in names)
             self.emit(depth, f"if not ({test}):")
             self.emit(depth + 1, f"raise _fail({path}, 'must be {' or '.join(names)}, got ' + type({v}).__name__)")
+            known = names[0] if len(names) == 1 else None
+
+        def guarded(applies: tuple[str, ...], guard: str, test: str) -> str | None:
+            """`test` for a keyword that applies to the types `applies` (guard: when unknown)."""
+            if known is None:
+                return f"{guard} and {test}"
+            return test if known in applies else None
+
+        def check(applies: tuple[str, ...], guard: str, test: str, message: str) -> None:
+            condition = guarded(applies, guard, test)
+            if condition is not None:
+                self.emit(depth, f"if {condition}:")
+                self.emit(depth + 1, f"raise _fail({path}, {message})")
+
+        is_str, is_number = f"isinstance({v}, str)", _TYPE_TESTS["number"].format(v=v)
         if "enum" in schema:
             allowed = self.const(list(schema["enum"]))
-            self.emit(depth, f"if not any(type({v}) is type(a) and {v} == a for a in {allowed}):")
+            if all(type(a) is str for a in schema["enum"]):  # exact type, as the general test
+                members = self.const(frozenset(schema["enum"]))
+                self.emit(depth, f"if not (type({v}) is str and {v} in {members}):")
+            else:
+                self.emit(depth, f"if not any(type({v}) is type(a) and {v} == a for a in {allowed}):")
             self.emit(depth + 1, f"raise _fail({path}, 'must be one of ' + repr({allowed}) + ', got ' + _short({v}))")
         if "const" in schema:
             c = self.const(schema["const"])
@@ -129,42 +155,46 @@ class _Compiler:
             self.emit(depth + 1, f"raise _fail({path}, 'must be ' + repr({c}))")
         if "minLength" in schema:
             n = schema["minLength"]  # JSON Schema counts code points, as len() does
-            self.emit(depth, f"if isinstance({v}, str) and len({v}) < {n}:")
-            self.emit(depth + 1, f"raise _fail({path}, 'length must be at least {n}')")
+            check(("string",), is_str, f"len({v}) < {n}", f"'length must be at least {n}'")
         if "maxLength" in schema:
             n = schema["maxLength"]
-            self.emit(depth, f"if isinstance({v}, str) and len({v}) > {n}:")
-            self.emit(depth + 1, f"raise _fail({path}, 'length must be at most {n}')")
+            check(("string",), is_str, f"len({v}) > {n}", f"'length must be at most {n}'")
         if "pattern" in schema:
             regex = self.const(re.compile(schema["pattern"]))
-            self.emit(depth, f"if isinstance({v}, str) and not {regex}.search({v}):")
-            self.emit(depth + 1, f"raise _fail({path}, 'does not match ' + {regex}.pattern)")
+            check(("string",), is_str, f"not {regex}.search({v})", f"'does not match ' + {regex}.pattern")
         for key, op, word in (("minimum", "<", ">="), ("maximum", ">", "<=")):
             if key in schema:
                 n = schema[key]
-                self.emit(depth, f"if {_TYPE_TESTS['number'].format(v=v)} and {v} {op} {n!r}:")
-                self.emit(depth + 1, f"raise _fail({path}, 'must be {word} {n}')")
+                check(("number", "integer"), is_number, f"{v} {op} {n!r}", f"'must be {word} {n}'")
         if "format" in schema:
             if schema["format"] != "date-time":
                 raise ValueError(f"unsupported format {schema['format']!r}")
-            self.emit(depth, f"if isinstance({v}, str):")
-            self.emit(depth + 1, "try:")
-            self.emit(depth + 2, f"_parse_ts({v})")
-            self.emit(depth + 1, "except (ValueError, IndexError, TypeError, OverflowError):")
-            self.emit(depth + 2, f"raise _fail({path}, 'is not a valid RFC 3339 date-time') from None")
-        if "required" in schema:
-            self.emit(depth, f"if isinstance({v}, dict):")
+            if known in (None, "string"):
+                inner = depth if known else depth + 1
+                if not known:
+                    self.emit(depth, f"if {is_str}:")
+                self.emit(inner, "try:")
+                self.emit(inner + 1, f"_parse_ts({v})")
+                self.emit(inner, "except (ValueError, IndexError, TypeError, OverflowError):")
+                self.emit(inner + 1, f"raise _fail({path}, 'is not a valid RFC 3339 date-time') from None")
+        is_dict = f"isinstance({v}, dict)"
+        if "required" in schema and guarded(("object",), is_dict, "True") is not None:
+            inner = depth if known else depth + 1
+            if not known:
+                self.emit(depth, f"if {is_dict}:")
             for field in schema["required"]:
-                self.emit(depth + 1, f"if {field!r} not in {v}:")
-                self.emit(depth + 2, f"raise _fail(_join({path}, {field!r}), 'is required')")
-        if "properties" in schema:
-            self.emit(depth, f"if isinstance({v}, dict):")
+                self.emit(inner, f"if {field!r} not in {v}:")
+                self.emit(inner + 1, f"raise _fail(_join({path}, {field!r}), 'is required')")
+        if "properties" in schema and guarded(("object",), is_dict, "True") is not None:
+            inner = depth if known else depth + 1
+            if not known:
+                self.emit(depth, f"if {is_dict}:")
             for name, sub in schema["properties"].items():
                 item = self.var()
-                self.emit(depth + 1, f"{item} = {v}.get({name!r}, _MISSING)")
-                self.emit(depth + 1, f"if {item} is not _MISSING:")
-                self.schema(sub, item, f"_join({path}, {name!r})", depth + 2)
-                self.emit(depth + 2, "pass")
+                self.emit(inner, f"{item} = {v}.get({name!r}, _MISSING)")
+                self.emit(inner, f"if {item} is not _MISSING:")
+                self.schema(sub, item, f"_join({path}, {name!r})", inner + 1)
+                self.emit(inner + 1, "pass")
         for sub in schema.get("allOf", []):
             self.schema(sub, v, path, depth)
         if "if" in schema:

@@ -158,6 +158,8 @@ def test_rated_in_shares_the_ratings_and_errors_are_one_passs(tmp_path, monkeypa
     for n, line in enumerate(lines):
         if n % 25 == 0:
             mixed.append(line[: len(line) // 2])
+        if n % 25 == 12:  # decodes and names its seller, so it is spilled to that seller's share
+            mixed.append(orjson.dumps({k: v for k, v in orjson.loads(line).items() if k != "event_id"}))
         mixed.append(line)
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(mixed) + b"\n")
