@@ -19,8 +19,8 @@ def main(argv: list[str] | None = None) -> int:
                                    "state: events are applied as they are read. Without --at a file is read twice "
                                    "(the first pass finds the latest ts); stdin without --at is buffered in memory. "
                                    "An input over 8 MiB is rated (or frozen) a share of the sellers at a time: its "
-                                   "valid lines are spilled to temporary files (TMPDIR; about the input's size) by "
-                                   "seller.")
+                                   "lines are spilled to temporary files (TMPDIR; about the input's size) by the "
+                                   "seller each names.")
     p.add_argument("file", help="JSON lines of events, or - for stdin (buffered unless --at is given)")
     p.add_argument("--at", help="evaluation instant, RFC 3339 (default: the latest ts in the file)")
     p.add_argument("--monthly", action="store_true",

@@ -15,7 +15,7 @@ rule is ignored on arrival and the rest pruned as in the worker (streams/core/st
 stdin is buffered (its raw lines) for the second pass.
 
 Ratings and monthly records of a large input are computed a share of the sellers at a time
-(`share_count`): the valid lines are spilled to temporary files by a hash of the seller id (one
+(`share_count`): the lines are spilled to temporary files by a hash of the seller id (one
 file per ~8 MiB of input), each file is rated on its own engines, which are then dropped, and
 the sorted outputs are merged. A seller's rating depends only on its own events and the
 instant (for a monthly record, also on where the stream's clock froze the month:

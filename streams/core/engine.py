@@ -62,24 +62,23 @@ class Engine:
         """The seller's rating at `at`; incremental for a forward clock, exact for any `at`."""
         return self.model.rate(seller_id, self.state(seller_id), at)
 
-    def projection(self, seller_id: str, as_of: int) -> dict[str, Any]:
-        """The seller's projection as of `as_of` (docs/spec.md §3.1)."""
-        return self.model.projection(seller_id, self.state(seller_id), as_of)
+    def projection(self, seller_id: str, as_of: int, once: bool = False) -> dict[str, Any]:
+        """The seller's projection as of `as_of` (docs/spec.md §3.1); `once`: see RatingModel."""
+        return self.model.projection(seller_id, self.state(seller_id), as_of, once)
 
     def actions(self, seller_id: str, rating: dict[str, Any], as_of: int) -> dict[str, Any]:
         return self.model.actions(seller_id, self.state(seller_id), rating, as_of)
 
-    def rating_with_projection(self, seller_id: str, at: int) -> dict[str, Any]:
+    def rating_with_projection(self, seller_id: str, at: int, once: bool = False) -> dict[str, Any]:
         rating = self.rating(seller_id, at)
-        rating["projection"] = self.projection(seller_id, at)
+        rating["projection"] = self.projection(seller_id, at, once)
         return rating
 
     def each_rating(self, at: int, projection: bool = False) -> Iterator[dict[str, Any]]:
         """Every seller's rating at `at` once, in seller order, releasing what each rating
         cached: for a one-off evaluation (replay), whose memory stays the state's."""
-        rate = self.rating_with_projection if projection else self.rating
         for seller in sorted(self.states):
-            yield rate(seller, at)
+            yield self.rating_with_projection(seller, at, once=True) if projection else self.rating(seller, at)
             self.model.release(self.states[seller])
 
     def ratings(self, at: int, sellers: Iterable[str] | None = None,

@@ -35,10 +35,12 @@ class IndicatorModel:
         """Drop the aggregator: its window contributions and the projection's outlook."""
         state.aggregator = None
 
-    def projection(self, seller_id: str, state: SellerState, as_of: int) -> dict[str, Any]:
+    def projection(self, seller_id: str, state: SellerState, as_of: int, once: bool = False) -> dict[str, Any]:
         """The seller's outlook to the month's end, rated where the stars may change
         (docs/spec.md §3.1). The outlook is kept by the seller's aggregator between calls, so a
-        projection after a few events costs the changes ahead, not a walk of every buyer."""
+        projection after a few events costs the changes ahead, not a walk of every buyer.
+        Spans of the outlook that no star can move in are passed whole; their bounds pay for
+        themselves over many projections, not over one: `once` walks every change instead."""
         end = month_end(as_of, self.book.time_zone)
         aggregator = state.aggregator
         if aggregator is None:
@@ -55,7 +57,7 @@ class IndicatorModel:
         current = levels(measures, self.book)
         if all(not versions or versions[-1][0] <= as_of
                for versions in (state.profile, state.premium_ads, state.showcases)):
-            steps = level_changes(measures, self.book, outlook.spans(as_of))
+            steps = level_changes(measures, self.book, outlook.after(as_of) if once else outlook.spans(as_of))
         else:  # registers change ahead (only when rating the past): every instant, rated in full
             steps = self._every_instant(state, aggregator.totals, outlook.after(as_of), as_of, end)
         return project(current, steps, end)

@@ -107,9 +107,10 @@ class RatingModel(Protocol[State]):
         covers; incremental for a forward clock where the model can)."""
         ...
 
-    def projection(self, seller_id: str, state: State, as_of: int) -> dict[str, Any]:
+    def projection(self, seller_id: str, state: State, as_of: int, once: bool = False) -> dict[str, Any]:
         """The month's official rating if no event arrives after `as_of`, and the instants
-        its stars would change (docs/spec.md §3.1)."""
+        its stars would change (docs/spec.md §3.1). `once`: the state is projected this once
+        (a replay, a what-if), so nothing is prepared for the next projection."""
         ...
 
     def actions(self, seller_id: str, state: State, rating: dict[str, Any], as_of: int) -> dict[str, Any]:

@@ -127,7 +127,7 @@ class Rulebook:
         points = self.kwa_micro_points
         return all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(points, points[1:]))
 
-    @property
+    @cached_property
     def retention_ms(self) -> int:
         """How far behind the clock a rating may still be evaluated (the freeze grace), plus
         the longest window: facts older than clock - retention can never matter again."""

@@ -537,7 +537,7 @@ class ScoreModel:
     def release(self, state: ScoreState) -> None:
         """Nothing to drop: a score seller is rated from its facts directly."""
 
-    def projection(self, seller_id: str, state: ScoreState, as_of: int) -> dict[str, Any]:
+    def projection(self, seller_id: str, state: ScoreState, as_of: int, once: bool = False) -> dict[str, Any]:
         """Walks the instants at which a fact leaves a sub-item's window (docs/spec.md §3.1)."""
         end = month_end(as_of, self.book.time_zone)
 

@@ -73,5 +73,5 @@ def what_if(model: RatingModel[Any], seller_id: str, state: SellerFacts | None, 
     at = max([clock, *(event.ts for event in events)])
     copy.advance(at)
     rating = model.rate(seller_id, copy, at)
-    rating["projection"] = model.projection(seller_id, copy, at)
+    rating["projection"] = model.projection(seller_id, copy, at, once=True)
     return rating, []

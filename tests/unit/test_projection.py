@@ -188,6 +188,7 @@ def matches_the_reference(events: list[dict], idle_days: int) -> None:
         mine = [e for e in events if e["seller_id"] == seller]
         engine.rating(seller, clock)
         got = engine.projection(seller, clock)
+        assert engine.projection(seller, clock, once=True) == got  # every change walked, no span
         previous = reference_rating(mine, clock, RB)
         want = []
         for instant in sorted(c for c in candidates(mine) if clock < c <= end):
