@@ -189,8 +189,13 @@ class _Compiler:
             inner = depth if known else depth + 1
             if not known:
                 self.emit(depth, f"if {is_dict}:")
+            present = set(schema.get("required", ()))  # checked above: these are there
             for name, sub in schema["properties"].items():
                 item = self.var()
+                if name in present:
+                    self.emit(inner, f"{item} = {v}[{name!r}]")
+                    self.schema(sub, item, f"_join({path}, {name!r})", inner)
+                    continue
                 self.emit(inner, f"{item} = {v}.get({name!r}, _MISSING)")
                 self.emit(inner, f"if {item} is not _MISSING:")
                 self.schema(sub, item, f"_join({path}, {name!r})", inner + 1)

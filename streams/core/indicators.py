@@ -40,7 +40,8 @@ class IndicatorModel:
         (docs/spec.md §3.1). The outlook is kept by the seller's aggregator between calls, so a
         projection after a few events costs the changes ahead, not a walk of every buyer.
         Spans of the outlook that no star can move in are passed whole; their bounds pay for
-        themselves over many projections, not over one: `once` walks every change instead."""
+        themselves over many projections, not over one. `once` walks every change instead, of
+        an outlook that holds only the summed changes and is not kept (`outlook_once`)."""
         end = month_end(as_of, self.book.time_zone)
         aggregator = state.aggregator
         if aggregator is None:
@@ -52,7 +53,7 @@ class IndicatorModel:
             aggregator = Aggregator(state)
             aggregator.measures(as_of)
             state.changed |= pending
-        outlook = aggregator.attach_outlook(end)
+        outlook = aggregator.outlook_once(end) if once else aggregator.attach_outlook(end)
         measures = assemble(state, aggregator.totals, as_of)
         current = levels(measures, self.book)
         if all(not versions or versions[-1][0] <= as_of

@@ -335,12 +335,25 @@ class Aggregator:
         every later `measures(at)` until `at` passes the horizon)."""
         outlook = self.outlook
         if outlook is None or outlook.horizon != horizon:
-            outlook = self.outlook = Outlook(horizon)
-            if self.at is not None:
-                outlook.pruned = self.at
-            state, parts = self.state, self.parts
-            outlook.build((key, future(state, key, parts.get(key), first, horizon))
-                          for key, first in self.scheduled.items() if first <= horizon)
+            outlook = self.outlook = self._outlook(horizon, keep=True)
+        return outlook
+
+    def outlook_once(self, horizon: int) -> Outlook:
+        """The outlook up to `horizon` for one projection: the attached one if it is built,
+        else one that keeps only the summed changes (not each key's, which only keeping it
+        up to date needs) and is not attached."""
+        outlook = self.outlook
+        if outlook is not None and outlook.horizon == horizon:
+            return outlook
+        return self._outlook(horizon, keep=False)
+
+    def _outlook(self, horizon: int, keep: bool) -> Outlook:
+        outlook = Outlook(horizon)
+        if self.at is not None:
+            outlook.pruned = self.at
+        state, parts = self.state, self.parts
+        outlook.build(((key, future(state, key, parts.get(key), first, horizon))
+                       for key, first in self.scheduled.items() if first <= horizon), keep)
         return outlook
 
     def _recompute(self, key: tuple[str, str], at: int) -> int | None:
@@ -432,18 +445,21 @@ class Outlook:
         # walk first asks, dropped when a change of one of the ratio's positions lands in it
         self.extremes: tuple[dict[int, dict[Ratio, Extremes]], ...] = tuple({} for _ in SPANS)
 
-    def build(self, futures: Iterable[tuple[tuple[str, str], list[tuple[int, dict[int, int]]]]]) -> None:
+    def build(self, futures: Iterable[tuple[tuple[str, str], list[tuple[int, dict[int, int]]]]],
+              keep: bool = True) -> None:
         """Fill an empty outlook with each key's future at once: `replace` for every key, with
-        the instants sorted once at the end."""
+        the instants sorted once at the end. Without `keep`, each key's entries are summed and
+        let go: the outlook can be walked but not `replace`d into."""
         by_key, changes = self.by_key, self.changes
         for key, entries in futures:
             if not entries:
                 continue
-            by_key[key] = entries
+            if keep:
+                by_key[key] = entries
             for instant, delta in entries:
                 summed = changes.get(instant)
-                if summed is None:
-                    changes[instant] = dict(delta)  # summed into later: never the entry's own
+                if summed is None:  # summed into later: a kept entry's own delta is copied
+                    changes[instant] = dict(delta) if keep else delta
                     continue
                 for position, value in delta.items():
                     total = summed.get(position, 0) + value

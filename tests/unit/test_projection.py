@@ -187,8 +187,9 @@ def matches_the_reference(events: list[dict], idle_days: int) -> None:
     for seller in SELLERS:
         mine = [e for e in events if e["seller_id"] == seller]
         engine.rating(seller, clock)
+        once = engine.projection(seller, clock, once=True)  # an outlook of summed changes, not kept
         got = engine.projection(seller, clock)
-        assert engine.projection(seller, clock, once=True) == got  # every change walked, no span
+        assert once == got
         previous = reference_rating(mine, clock, RB)
         want = []
         for instant in sorted(c for c in candidates(mine) if clock < c <= end):
@@ -314,3 +315,23 @@ def test_a_change_inside_a_span_drops_what_was_kept_of_it():
     span = _the_day(outlook)
     assert _movable(totals, RB, probes, before, ("conversion_rate",), *span.bound, True, False, span, ratios) == \
         {"conversion_rate"}
+
+
+def test_a_projection_made_once_keeps_no_outlook_that_later_events_would_leave_stale():
+    # A one-off projection (replay, what-if) builds an outlook of summed changes only and does
+    # not attach it: the next projection, after more events, builds its own.
+    buyers = [E.message(at(days=n % 20), f"b{n}", conv=f"c{n}") for n in range(12)]
+    engine, clock = Engine(RB), parse_ts(APRIL_1)
+    stream(engine, buyers)
+    engine.advance(clock)
+    engine.rating("s1", clock)
+    first = engine.projection("s1", clock, once=True)
+    assert first["timeline"] and engine.states["s1"].aggregator.outlook is None
+    more = [E.message(at(days=30), f"late{n}", conv=f"late{n}") for n in range(6)]
+    stream(engine, more)
+    engine.rating("s1", clock)
+    fresh = Engine(RB)
+    stream(fresh, buyers + more)
+    fresh.advance(clock)
+    fresh.rating("s1", clock)
+    assert engine.projection("s1", clock) == fresh.projection("s1", clock) != first
