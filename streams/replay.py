@@ -20,11 +20,12 @@ file per ~8 MiB of input), each file is rated on its own engines, which are then
 the sorted outputs are merged. A seller's rating depends only on its own events and the
 instant (for a monthly record, also on where the stream's clock froze the month:
 `monthly_records`), so this gives what one pass over everything gives, with memory for one
-share of the state. A line is
-spilled by the seller id it claims, decoded but not validated: it is validated once, when its
-share is rated. Each share's rejections go to a file beside it, and all of them are reported in
-line order once every share is rated, before the first rating is written. (Monthly records
-validate while spilling, as each valid event moves the freeze clock: `monthly_records`.)
+share of the state.
+
+A line is spilled by the seller id it claims, decoded but not validated: it is validated once,
+when its share is rated. Each share's rejections go to a file beside it, and all of them are
+reported in line order once every share is rated, before the first rating is written. (Monthly
+records validate while spilling, as each valid event moves the freeze clock.)
 """
 
 from __future__ import annotations
