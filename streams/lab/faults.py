@@ -22,6 +22,7 @@ fetches and produces; it never changes a byte it forwards.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import random
 import socket
@@ -36,28 +37,31 @@ FETCH, PRODUCE = 1, 0
 """Kafka API keys (the first two bytes of a request after its size)."""
 
 
-def owner(local_port: int, candidates: dict[str, int]) -> str | None:
+def owner(local_port: int, candidates: dict[str, int], table: str | None = None) -> str | None:
     """Which of `candidates` (name -> pid) holds the TCP socket bound to 127.0.0.1:`local_port`
-    (Linux /proc), or None."""
-    inode = None
+    (Linux /proc), or None. `table`: the text of /proc/net/tcp (read when not given).
+
+    Every socket on that local port is considered: a closed connection that used the same
+    ephemeral port to another peer lingers in TIME_WAIT, listed with no inode (0), and may come
+    before the live one."""
     wanted = f"0100007F:{local_port:04X}"
-    try:
-        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    except OSError:
-        return None
-    for line in lines:
+    if table is None:
+        try:
+            table = Path("/proc/net/tcp").read_text()
+        except OSError:
+            return None
+    targets = set()
+    for line in table.splitlines()[1:]:
         fields = line.split()
-        if fields[1] == wanted:
-            inode = fields[9]
-            break
-    if not inode:
+        if len(fields) > 9 and fields[1] == wanted and fields[9] != "0":
+            targets.add(f"socket:[{fields[9]}]")
+    if not targets:
         return None
-    target = f"socket:[{inode}]"
     for name, pid in candidates.items():
         try:
             for fd in os.listdir(f"/proc/{pid}/fd"):
                 try:
-                    if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in targets:
                         return name
                 except OSError:
                     continue
@@ -153,7 +157,18 @@ class FaultProxy:
         return None if names is None else frozenset(names)
 
     def _call(self, fn, *args) -> None:
-        self.loop.call_soon_threadsafe(fn, *args)
+        """Run `fn` on the proxy's loop and return once it has: a fault is in force when the
+        method that sets it returns."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def apply() -> None:
+            try:
+                fn(*args)
+                done.set_result(None)
+            except BaseException as exc:  # handed to the caller
+                done.set_exception(exc)
+        self.loop.call_soon_threadsafe(apply)
+        done.result(10)
 
     # -- the loop ----------------------------------------------------------------------------
 

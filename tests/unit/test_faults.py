@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 import struct
 import time
 
@@ -90,6 +91,24 @@ def test_owner_finds_the_process_behind_a_connection():
         _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
         local_port = writer.get_extra_info("sockname")[1]
         found = owner(local_port, {"other": 1, "me": os.getpid()})
+        writer.close()
+        server.close()
+        return found
+
+    assert asyncio.run(run()) == "me"
+
+
+def test_owner_looks_past_a_closed_connection_that_used_the_same_port():
+    # A connection closed earlier from the same ephemeral port to another peer lingers in
+    # TIME_WAIT with no owner (inode 0); it may be listed before the live socket.
+    async def run() -> str | None:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        local_port = writer.get_extra_info("sockname")[1]
+        header, *rows = Path("/proc/net/tcp").read_text().splitlines()
+        lingering = (f"   0: 0100007F:{local_port:04X} 0100007F:0050 06 00000000:00000000 03:00000000 "
+                     "00000000     0        0 0 3 0000000000000000")
+        found = owner(local_port, {"me": os.getpid()}, "\n".join([header, lingering, *rows]))
         writer.close()
         server.close()
         return found
