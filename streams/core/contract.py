@@ -140,6 +140,14 @@ class _Compiler:
                 self.emit(depth, f"if {condition}:")
                 self.emit(depth + 1, f"raise _fail({path}, {message})")
 
+        def block(applies: tuple[str, ...], guard: str) -> int | None:
+            """The depth for a block of checks that apply to the types `applies`: under an
+            `if guard:` emitted now when the type is unknown; None when it is another type."""
+            if known is None:
+                self.emit(depth, f"if {guard}:")
+                return depth + 1
+            return depth if known in applies else None
+
         is_str, is_number = f"isinstance({v}, str)", _TYPE_TESTS["number"].format(v=v)
         if "enum" in schema:
             allowed = self.const(list(schema["enum"]))
@@ -169,26 +177,18 @@ class _Compiler:
         if "format" in schema:
             if schema["format"] != "date-time":
                 raise ValueError(f"unsupported format {schema['format']!r}")
-            if known in (None, "string"):
-                inner = depth if known else depth + 1
-                if not known:
-                    self.emit(depth, f"if {is_str}:")
+            inner = block(("string",), is_str)
+            if inner is not None:
                 self.emit(inner, "try:")
                 self.emit(inner + 1, f"_parse_ts({v})")
                 self.emit(inner, "except (ValueError, IndexError, TypeError, OverflowError):")
                 self.emit(inner + 1, f"raise _fail({path}, 'is not a valid RFC 3339 date-time') from None")
         is_dict = f"isinstance({v}, dict)"
-        if "required" in schema and guarded(("object",), is_dict, "True") is not None:
-            inner = depth if known else depth + 1
-            if not known:
-                self.emit(depth, f"if {is_dict}:")
+        if "required" in schema and (inner := block(("object",), is_dict)) is not None:
             for field in schema["required"]:
                 self.emit(inner, f"if {field!r} not in {v}:")
                 self.emit(inner + 1, f"raise _fail(_join({path}, {field!r}), 'is required')")
-        if "properties" in schema and guarded(("object",), is_dict, "True") is not None:
-            inner = depth if known else depth + 1
-            if not known:
-                self.emit(depth, f"if {is_dict}:")
+        if "properties" in schema and (inner := block(("object",), is_dict)) is not None:
             present = set(schema.get("required", ()))  # checked above: these are there
             for name, sub in schema["properties"].items():
                 item = self.var()

@@ -22,7 +22,6 @@ fetches and produces; it never changes a byte it forwards.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import random
 import socket
@@ -159,16 +158,9 @@ class FaultProxy:
     def _call(self, fn, *args) -> None:
         """Run `fn` on the proxy's loop and return once it has: a fault is in force when the
         method that sets it returns."""
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-        def apply() -> None:
-            try:
-                fn(*args)
-                done.set_result(None)
-            except BaseException as exc:  # handed to the caller
-                done.set_exception(exc)
-        self.loop.call_soon_threadsafe(apply)
-        done.result(10)
+        async def apply() -> None:
+            fn(*args)
+        asyncio.run_coroutine_threadsafe(apply(), self.loop).result(10)
 
     # -- the loop ----------------------------------------------------------------------------
 
