@@ -430,7 +430,7 @@ class Outlook:
     and plus the positive sum, which lets a walk pass a whole span in which no star can move
     (rating.level_changes)."""
 
-    __slots__ = ("horizon", "by_key", "changes", "instants", "pruned", "bounds", "extremes")
+    __slots__ = ("horizon", "by_key", "changes", "instants", "pruned", "bounds", "extremes", "kept_from")
 
     def __init__(self, horizon: int) -> None:
         self.horizon = horizon
@@ -444,6 +444,9 @@ class Outlook:
         # per span width: span index -> {Ratio: its Extremes over the span}, computed when a
         # walk first asks, dropped when a change of one of the ratio's positions lands in it
         self.extremes: tuple[dict[int, dict[Ratio, Extremes]], ...] = tuple({} for _ in SPANS)
+        # per span width: no span below this index is kept (a prune dropped them; none is added
+        # after, as every change kept is later than `pruned`)
+        self.kept_from: list[int] = [-(1 << 62)] * len(SPANS)
 
     def build(self, futures: Iterable[tuple[tuple[str, str], list[tuple[int, dict[int, int]]]]],
               keep: bool = True) -> None:
@@ -514,13 +517,18 @@ class Outlook:
                 del self.changes[instant]
             del instants[:cut]
         self.pruned = max(self.pruned, at)
-        if self.bounds is not None:
-            for width, spans in zip(SPANS, self.bounds):
-                for index in [i for i in spans if (i + 1) * width <= at]:
-                    del spans[index]
-        for width, known in zip(SPANS, self.extremes):
-            for index in [i for i in known if (i + 1) * width <= at]:
-                del known[index]
+        for level, width in enumerate(SPANS):
+            cut, start = at // width, self.kept_from[level]  # spans (i * w, (i + 1) * w] ended by `at`
+            if cut <= start:
+                continue
+            self.kept_from[level] = cut
+            for spans in (self.bounds[level] if self.bounds is not None else {}, self.extremes[level]):
+                if cut - start > len(spans):  # a long way since the last prune: look at each kept
+                    for index in [i for i in spans if i < cut]:
+                        del spans[index]
+                else:
+                    for index in range(start, cut):
+                        spans.pop(index, None)
 
     def after(self, at: int) -> Iterator[tuple[int, dict[int, int]]]:
         """The summed changes after `at`, in time order."""
