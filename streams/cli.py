@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peers", action="store_true",
                    help="only Faust's floor, the worker and the peer engines (Quix Streams, Bytewax; "
                         "pip install 'starcast[peers]')")
+    p.add_argument("--live", action="store_true",
+                   help="produce->forecast latency at --offered events/s with event time at the wall clock's pace, "
+                        "in the input's month and the month after, with and without the projection")
     p.add_argument("--api", action="store_true",
                    help="the seller API under concurrent clients while one worker handles --offered events/s")
     p.add_argument("--sse", action="store_true",
@@ -228,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
             from streams.lab.bench_core import run_core_bench
 
             return run_core_bench(args.events, args.sellers, args.seed, args.json)
+        if args.live:
+            from streams.lab.bench_live import run_live_bench
+
+            return run_live_bench(args.events, args.sellers, args.seed, args.offered, args.json)
         if args.api:
             from streams.lab.bench_api import run_api_bench
 

@@ -1,0 +1,139 @@
+"""`starcast bench --live`: produce→forecast latency under live traffic, with and without the
+projection.
+
+The full bench's latency load squeezes five simulated days into ten seconds: a stress of day
+rolls, thousands of times those of live traffic. Here event time advances as fast as the wall
+clock, as it does in production at the offered rate. For each configuration (the projection on,
+the default; and `STARCAST_PROJECTION=0`, the baseline), on its own embedded broker: one worker
+rates the input (the benchmarks' workload: a month, whose last follow-ups reach a few days into
+the next), then loads continuing it in event time follow at a fifth, half and all of the offered
+rate, each a warm-up of 4 s and 10 s measured. The clock is then in the month after the input's
+facts, which leave the window through the rest of it: every projection of a busy seller walks
+weeks of changes, the worker's steady state.
+
+Before each measured load the worker has frozen the input's month (once a month, every seller
+rated at the month's end) and delivered every effect of what it handled, so the figure is the
+load's. Printed per load: the rate offered, how long the worker took to handle it, and the upper
+bucket bounds of the p50/p90/p99 of `starcast_processing_latency_seconds` over it. Nothing is
+asserted.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from streams.core.timeutil import DAY, format_ts, month_start, parse_ts
+from streams.lab.bench_service import (PARTITIONS, PREFIX, _events_handled, create_input_topics, latency_buckets,
+                                       offer, quantile)
+from streams.lab.workload import events as simulate
+from streams.local.broker import EmbeddedBroker
+from streams.testing import WorkerProcess, event_messages, send
+
+WARM_UP_SECONDS, LOAD_SECONDS = 4, 10
+SHARES = (0.2, 0.5, 1.0)  # of the offered rate, in turn
+UTC = ZoneInfo("UTC")
+CONFIGURATIONS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("projection on", {}), ("projection off (baseline)", {"STARCAST_PROJECTION": "0"}))
+
+
+def live(count: int, n_sellers: int, seed: int, start: int, seconds: float) -> list[dict]:
+    """`count` events of one simulated day from `start`, their times scaled into `seconds`: a
+    live stream at count / seconds events a second, in event time as in wall time."""
+    out = []
+    for event in simulate(count, n_sellers, seed=seed, start=format_ts(start), days=1):
+        out.append({**event, "ts": format_ts(start + int((parse_ts(event["ts"]) - start) * seconds * 1000 // DAY))})
+    out.sort(key=lambda e: e["ts"])
+    return out
+
+
+def _wait_handled(worker: WorkerProcess, target: float, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _events_handled(worker) < target and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return _events_handled(worker) >= target
+
+
+def _wait_frozen(worker: WorkerProcess, month: int, timeout: float) -> bool:
+    """Wait for the monthly freeze of `month` (YYYYMM): done once a month, it rates every seller
+    at the month's end; the month's turn, not the steady state measured."""
+    deadline = time.monotonic() + timeout
+    while worker.metrics().get("starcast_freeze_last_month", 0) < month and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return worker.metrics().get("starcast_freeze_last_month", 0) >= month
+
+
+def _wait_delivered(worker: WorkerProcess, timeout: float) -> bool:
+    """Wait until every event handled has its effects in the Kafka client (its latency
+    observed): a warm-up that re-rated every seller leaves large batches to hand over."""
+    def behind() -> bool:
+        figures = worker.metrics()
+        return figures.get("starcast_processing_latency_seconds_count", 0) < figures.get("starcast_events_total", 0)
+    deadline = time.monotonic() + timeout
+    while behind() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return not behind()
+
+
+def run_configuration(env: dict[str, str], n_events: int, n_sellers: int, seed: int, offered: float,
+                      timeout: float) -> list[dict]:
+    workdir = Path(tempfile.mkdtemp(prefix="starcast-bench-live-"))
+    broker = EmbeddedBroker().start()
+    rows = []
+    try:
+        events = list(simulate(n_events, n_sellers, seed=seed))
+        create_input_topics(broker.bootstrap)
+        send(broker.bootstrap, event_messages(PREFIX, events))
+        worker = WorkerProcess(broker.url, PREFIX, workdir, "live", partitions=PARTITIONS, extra_env=env).start()
+        try:
+            worker.wait_ready(timeout=timeout)
+            if not _wait_handled(worker, n_events, timeout):
+                raise RuntimeError(f"the worker did not rate the {n_events:,} input events; see {workdir}")
+            since = max(parse_ts(e["ts"]) for e in events) + 1
+            month = int(format_ts(month_start(since, UTC) - 1)[:7].replace("-", ""))  # the input's month
+            for share in SHARES:
+                rate = offered * share
+                warm = live(int(rate * WARM_UP_SECONDS), n_sellers, seed + 10, since, WARM_UP_SECONDS)
+                _, ok = offer(broker, worker, warm, rate, timeout)
+                if not (ok and _wait_frozen(worker, month, timeout) and _wait_delivered(worker, timeout)):
+                    raise RuntimeError(f"the worker did not settle after the warm-up at {rate:,.0f}/s; see {workdir}")
+                load = live(int(rate * LOAD_SECONDS), n_sellers, seed + 20, parse_ts(warm[-1]["ts"]) + 1,
+                            LOAD_SECONDS)
+                since = max(parse_ts(e["ts"]) for e in load) + 1
+                before = latency_buckets(worker)
+                started = time.monotonic()
+                achieved, ok = offer(broker, worker, load, rate, timeout)
+                took = time.monotonic() - started
+                after = latency_buckets(worker)
+                rows.append({"events": len(load), "offered_per_s": round(achieved),
+                             "handled_seconds": round(took, 1) if ok else None,
+                             **{f"p{q}_s": quantile(before, after, q / 100) for q in (50, 90, 99)}})
+        finally:
+            worker.stop()
+    finally:
+        broker.stop()
+    return rows
+
+
+def run_live_bench(n_events: int, n_sellers: int, seed: int, offered: float, as_json: bool) -> int:
+    timeout = 120 + n_events / 500
+    configurations = {name: run_configuration(env, n_events, n_sellers, seed, offered, timeout)
+                      for name, env in CONFIGURATIONS}
+    report = {"events": n_events, "sellers": n_sellers, "offered_per_s": offered, "configurations": configurations}
+    if as_json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"starcast live latency: {n_events:,} events, {n_sellers:,} sellers, then {offered:,.0f} events/s "
+          f"with event time at the wall clock's pace, in the month after the input's ({WARM_UP_SECONDS} s warm-up, "
+          f"{LOAD_SECONDS} s measured)")
+    for name, rows in configurations.items():
+        for row in rows:
+            handled = (f"handled in {row['handled_seconds']} s" if row["handled_seconds"] is not None
+                       else "not all handled")
+            print(f"  {name:<26} {row['offered_per_s']:>6,}/s offered, {row['events']:,} events "
+                  f"{handled}; p50 <= {row['p50_s']} s, p90 <= {row['p90_s']} s, p99 <= {row['p99_s']} s")
+    return 0
