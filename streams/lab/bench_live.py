@@ -14,12 +14,13 @@ weeks of changes, the worker's steady state.
 Before each measured load the worker has frozen the input's month (once a month, every seller
 rated at the month's end) and delivered every effect of what it handled, so the figure is the
 load's. Printed per load: the rate offered, how long the worker took to handle it, and the upper
-bucket bounds of the p50/p90/p99 of `starcast_processing_latency_seconds` over it. Nothing is
-asserted.
+bucket bounds of the p50/p90/p99 of `starcast_processing_latency_seconds` over it, and the cores
+the worker, the broker and the producer (this process) kept busy meanwhile. Nothing is asserted.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from streams.lab.bench_service import (PARTITIONS, PREFIX, _events_handled, crea
                                        offer, quantile)
 from streams.lab.workload import events as simulate
 from streams.local.broker import EmbeddedBroker
-from streams.testing import WorkerProcess, event_messages, send
+from streams.testing import WorkerProcess, cpu_seconds, event_messages, send
 
 WARM_UP_SECONDS, LOAD_SECONDS = 4, 10
 SHARES = (0.2, 0.5, 1.0)  # of the offered rate, in turn
@@ -89,6 +90,11 @@ def run_configuration(env: dict[str, str], n_events: int, n_sellers: int, seed: 
         create_input_topics(broker.bootstrap)
         send(broker.bootstrap, event_messages(PREFIX, events))
         worker = WorkerProcess(broker.url, PREFIX, workdir, "live", partitions=PARTITIONS, extra_env=env).start()
+        pids = {"worker": worker.pid, "broker": broker.process.pid if broker.process else None,
+                "producer": os.getpid()}
+
+        def cpu() -> dict[str, float]:
+            return {name: cpu_seconds(pid) if pid else 0.0 for name, pid in pids.items()}
         try:
             worker.wait_ready(timeout=timeout)
             if not _wait_handled(worker, n_events, timeout):
@@ -104,14 +110,17 @@ def run_configuration(env: dict[str, str], n_events: int, n_sellers: int, seed: 
                 load = live(int(rate * LOAD_SECONDS), n_sellers, seed + 20, parse_ts(warm[-1]["ts"]) + 1,
                             LOAD_SECONDS)
                 since = max(parse_ts(e["ts"]) for e in load) + 1
-                before = latency_buckets(worker)
+                before, cpu_before = latency_buckets(worker), cpu()
                 started = time.monotonic()
                 achieved, ok = offer(broker, worker, load, rate, timeout)
                 took = time.monotonic() - started
-                after = latency_buckets(worker)
+                after, cpu_after = latency_buckets(worker), cpu()
                 rows.append({"events": len(load), "offered_per_s": round(achieved),
                              "handled_seconds": round(took, 1) if ok else None,
-                             **{f"p{q}_s": quantile(before, after, q / 100) for q in (50, 90, 99)}})
+                             **{f"p{q}_s": quantile(before, after, q / 100) for q in (50, 90, 99)},
+                             # the cores each process kept busy meanwhile (the producer is this one)
+                             "cores_busy": {name: round((cpu_after[name] - cpu_before[name]) / took, 2)
+                                            for name in pids}})
         finally:
             worker.stop()
     finally:
@@ -134,6 +143,8 @@ def run_live_bench(n_events: int, n_sellers: int, seed: int, offered: float, as_
         for row in rows:
             handled = (f"handled in {row['handled_seconds']} s" if row["handled_seconds"] is not None
                        else "not all handled")
+            cores = ", ".join(f"{who} {busy}" for who, busy in row["cores_busy"].items())
             print(f"  {name:<26} {row['offered_per_s']:>6,}/s offered, {row['events']:,} events "
-                  f"{handled}; p50 <= {row['p50_s']} s, p90 <= {row['p90_s']} s, p99 <= {row['p99_s']} s")
+                  f"{handled}; p50 <= {row['p50_s']} s, p90 <= {row['p90_s']} s, p99 <= {row['p99_s']} s; "
+                  f"cores busy: {cores} of {os.cpu_count()}")
     return 0
