@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="only Faust's floor, the worker and the peer engines (Quix Streams, Bytewax; "
                         "pip install 'starcast[peers]')")
     p.add_argument("--live", action="store_true",
-                   help="produce->forecast latency at --offered events/s with event time at the wall clock's pace, "
-                        "in the input's month and the month after, with and without the projection")
+                   help="produce->forecast latency with event time at the wall clock's pace, in the month after "
+                        "the input, at a fifth, half and all of --offered events/s, with and without the projection")
     p.add_argument("--api", action="store_true",
                    help="the seller API under concurrent clients while one worker handles --offered events/s")
     p.add_argument("--sse", action="store_true",

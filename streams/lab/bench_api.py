@@ -22,7 +22,7 @@ from typing import Iterator
 import orjson
 
 from streams.core.timeutil import format_ts, parse_ts
-from streams.lab.bench_service import PARTITIONS, PREFIX, _events_handled
+from streams.lab.bench_service import PARTITIONS, PREFIX, _events_handled, wait_handled
 from streams.local.broker import EmbeddedBroker
 from streams.lab.workload import events as simulate
 from streams.testing import WorkerProcess, event_messages, send
@@ -43,11 +43,8 @@ def serving_month(n_events: int, n_sellers: int, seed: int,
         events = list(simulate(n_events, n_sellers, seed=seed))
         send(broker.bootstrap, event_messages(PREFIX, events))
         worker.start().wait_ready(timeout=300)
-        deadline = time.monotonic() + 120 + n_events / 500
-        while _events_handled(worker) < n_events:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the worker did not handle the month; see {workdir}")
-            time.sleep(0.5)
+        if not wait_handled(worker, n_events, 120 + n_events / 500):
+            raise RuntimeError(f"the worker did not handle the month; see {workdir}")
         yield broker, worker, events
     finally:
         worker.stop()

@@ -29,8 +29,8 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from streams.core.timeutil import DAY, format_ts, month_start, parse_ts
-from streams.lab.bench_service import (PARTITIONS, PREFIX, _events_handled, create_input_topics, latency_buckets,
-                                       offer, quantile)
+from streams.lab.bench_service import (PARTITIONS, PREFIX, create_input_topics, latency_buckets, offer, quantile,
+                                       until, wait_handled)
 from streams.lab.workload import events as simulate
 from streams.local.broker import EmbeddedBroker
 from streams.testing import WorkerProcess, cpu_seconds, event_messages, send
@@ -52,32 +52,17 @@ def live(count: int, n_sellers: int, seed: int, start: int, seconds: float) -> l
     return out
 
 
-def _wait_handled(worker: WorkerProcess, target: float, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _events_handled(worker) < target and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return _events_handled(worker) >= target
-
-
-def _wait_frozen(worker: WorkerProcess, month: int, timeout: float) -> bool:
-    """Wait for the monthly freeze of `month` (YYYYMM): done once a month, it rates every seller
-    at the month's end; the month's turn, not the steady state measured."""
-    deadline = time.monotonic() + timeout
-    while worker.metrics().get("starcast_freeze_last_month", 0) < month and time.monotonic() < deadline:
-        time.sleep(0.5)
+def _frozen(worker: WorkerProcess, month: int) -> bool:
+    """Whether the worker has frozen `month` (YYYYMM): done once a month, the freeze rates every
+    seller at the month's end; the month's turn, not the steady state measured."""
     return worker.metrics().get("starcast_freeze_last_month", 0) >= month
 
 
-def _wait_delivered(worker: WorkerProcess, timeout: float) -> bool:
-    """Wait until every event handled has its effects in the Kafka client (its latency
-    observed): a warm-up that re-rated every seller leaves large batches to hand over."""
-    def behind() -> bool:
-        figures = worker.metrics()
-        return figures.get("starcast_processing_latency_seconds_count", 0) < figures.get("starcast_events_total", 0)
-    deadline = time.monotonic() + timeout
-    while behind() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return not behind()
+def _delivered(worker: WorkerProcess) -> bool:
+    """Whether every event handled has its effects in the Kafka client (its latency observed): a
+    warm-up that re-rated every seller leaves large batches to hand over."""
+    figures = worker.metrics()
+    return figures.get("starcast_processing_latency_seconds_count", 0) >= figures.get("starcast_events_total", 0)
 
 
 def run_configuration(env: dict[str, str], n_events: int, n_sellers: int, seed: int, offered: float,
@@ -97,7 +82,7 @@ def run_configuration(env: dict[str, str], n_events: int, n_sellers: int, seed: 
             return {name: cpu_seconds(pid) if pid else 0.0 for name, pid in pids.items()}
         try:
             worker.wait_ready(timeout=timeout)
-            if not _wait_handled(worker, n_events, timeout):
+            if not wait_handled(worker, n_events, timeout):
                 raise RuntimeError(f"the worker did not rate the {n_events:,} input events; see {workdir}")
             since = max(parse_ts(e["ts"]) for e in events) + 1
             month = int(format_ts(month_start(since, UTC) - 1)[:7].replace("-", ""))  # the input's month
@@ -105,11 +90,12 @@ def run_configuration(env: dict[str, str], n_events: int, n_sellers: int, seed: 
                 rate = offered * share
                 warm = live(int(rate * WARM_UP_SECONDS), n_sellers, seed + 10, since, WARM_UP_SECONDS)
                 _, ok = offer(broker, worker, warm, rate, timeout)
-                if not (ok and _wait_frozen(worker, month, timeout) and _wait_delivered(worker, timeout)):
+                if not (ok and until(lambda: _frozen(worker, month), timeout)
+                        and until(lambda: _delivered(worker), timeout)):
                     raise RuntimeError(f"the worker did not settle after the warm-up at {rate:,.0f}/s; see {workdir}")
                 load = live(int(rate * LOAD_SECONDS), n_sellers, seed + 20, parse_ts(warm[-1]["ts"]) + 1,
                             LOAD_SECONDS)
-                since = max(parse_ts(e["ts"]) for e in load) + 1
+                since = parse_ts(load[-1]["ts"]) + 1  # `live` gives its events in time order
                 before, cpu_before = latency_buckets(worker), cpu()
                 started = time.monotonic()
                 achieved, ok = offer(broker, worker, load, rate, timeout)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import orjson
 
-from streams.lab.bench_service import (PARTITIONS, PREFIX, RESTORED, _events_handled, create_input_topics,
-                                       raw_changelog_read)
+from streams.lab.bench_service import (PARTITIONS, PREFIX, RESTORED, create_input_topics, raw_changelog_read,
+                                       wait_handled)
 from streams.lab.workload import events as simulate
 from streams.local.broker import EmbeddedBroker
 from streams.testing import WorkerProcess, event_messages, send
@@ -64,11 +64,8 @@ def run_restore_bench(sizes: list[int], n_sellers: int, seed: int, faust_path: b
             timeout = 120 + n / 500
             first = WorkerProcess(broker.url, PREFIX, workdir, "first", partitions=PARTITIONS).start()
             try:
-                deadline = time.monotonic() + timeout
-                while _events_handled(first) < n:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"the first worker did not rate {n:,} events in {timeout:.0f} s")
-                    time.sleep(0.5)
+                if not wait_handled(first, n, timeout):
+                    raise RuntimeError(f"the first worker did not rate {n:,} events in {timeout:.0f} s")
                 time.sleep(3)  # its last changelog batches acknowledged
             finally:
                 first.stop()

@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -134,6 +134,23 @@ def quantile(before: list, after: list, q: float) -> float:
     return float("inf")
 
 
+def until(condition: Callable[[], bool], timeout: float, every: float = 0.5) -> bool:
+    """Ask `condition` every `every` seconds until it holds or `timeout` seconds have passed;
+    whether it held."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(every)
+    return True
+
+
+def wait_handled(worker: WorkerProcess, target: float, timeout: float) -> bool:
+    """Whether the worker has handled `target` events in all (its starcast_events_total) within
+    `timeout` seconds."""
+    return until(lambda: _events_handled(worker) >= target, timeout)
+
+
 def offer(broker: EmbeddedBroker, worker: WorkerProcess, events: list[dict], rate: float,
           timeout: float) -> tuple[float, bool]:
     """Send `events` at `rate` and wait until the worker has handled as many more; returns the
@@ -143,10 +160,7 @@ def offer(broker: EmbeddedBroker, worker: WorkerProcess, events: list[dict], rat
     sent = time.monotonic()
     send(broker.bootstrap, event_messages(PREFIX, events), rate=rate)
     achieved = len(events) / (time.monotonic() - sent)
-    deadline = time.monotonic() + timeout
-    while _events_handled(worker) < handled_before + len(events) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return achieved, _events_handled(worker) >= handled_before + len(events)
+    return achieved, wait_handled(worker, handled_before + len(events), timeout)
 
 
 def measure_workers(broker: EmbeddedBroker, workdir: Path, names: list[str], n: int, timeout: float,

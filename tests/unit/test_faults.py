@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from pathlib import Path
 import struct
 import time
+from pathlib import Path
 
 import pytest
 
