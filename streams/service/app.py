@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
                           event_time=lambda message: event_time(message.value)) if s.fast_fetch else None
     app = WorkerApp(f"{s.topic_prefix}{s.app_id}", kafka_options=kafka.KafkaOptions(
         own_fetch_loop=s.fast_fetch, intake=intake, embedded_broker=s.embedded_broker,
-        bootstrap=s.bootstrap_servers, fetch_wait_ms=s.effective_fetch_wait_ms(), bulk_restore=s.bulk_restore),
+        bootstrap=s.bootstrap_servers, fetch_wait_ms=s.effective_fetch_wait_ms(), bulk_restore=s.bulk_restore,
+        on_standby_fallback=metrics.standby_fallbacks.inc),
         **s.faust_options())
     if intake is not None:
         app.flow_control.manage_queue(cast(Any, intake))  # Faust empties it when partitions are revoked

@@ -50,6 +50,9 @@ class Metrics:
         self.projection_errors = Counter("starcast_projection_errors_total",
                                          "Projections that failed (the forecast went out with projection null), "
                                          "by exception type", ["error"], registry=r)
+        self.standby_fallbacks = Counter("starcast_standby_fallbacks_total",
+                                         "Changelog partitions whose local copy could not be shown to hold every "
+                                         "record, restored from the changelog instead", registry=r)
         for level in range(6):
             self.sellers.labels(stars=str(level)).set(0)
         for direction in ("up", "down"):  # exported from the start, so rate()/increase() see the first change

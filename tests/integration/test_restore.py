@@ -12,6 +12,7 @@ from streams.lab.workload import events as simulated
 from tests.integration.test_streaming import Worker, expected_ratings, produce_events, tick_all
 
 PREFIX = "restore-"
+DAY_MS = 86_400_000
 
 
 def answers(worker: Worker, sellers: list[str]) -> dict[str, dict]:
@@ -89,3 +90,50 @@ def test_a_fresh_worker_restores_in_bulk_and_goes_on_as_replay_says(broker, tmp_
             written = answers(fresh, sellers)
         finally:
             fresh.stop()
+
+
+def test_a_store_that_cannot_vouch_for_its_records_is_restored_from_the_changelog(broker, tmp_path):
+    """A local copy whose persisted offset claims records it does not hold (here: every seller's
+    state removed from two partitions' stores, and the record of where their reading began with
+    them) is not trusted: the restarted worker restores those partitions from the changelog,
+    says so once per partition and counts it, and rates on exactly as replay does. Without the
+    check it would resume after the persisted offset and rate those sellers from nothing."""
+    import rocksdict
+
+    prefix = "guard-"
+    events = sorted(simulated(4000, 40, seed=8), key=lambda e: e["ts"])
+    before, after = events[:3000], events[3000:]
+    sellers = sorted({e["seller_id"] for e in events})
+    worker = Worker(broker, prefix, tmp_path, store="rocksdb://").start()
+    try:
+        produce_events(broker, prefix, before)
+        worker.wait_processed(len(before))
+        settled(worker, sellers)
+    finally:
+        worker.stop()
+    tables = next(p for p in (tmp_path / "data-worker").rglob("tables") if p.is_dir())
+    for partition in (0, 2):
+        store = tables / f"state-{partition}.db"
+        (tables / f"state-{partition}.db.covered").unlink()
+        db = rocksdict.Rdict(str(store), options=rocksdict.Options(raw_mode=True))
+        keys = [k for k in db.keys() if not k.startswith(b"__faust")]
+        assert keys, "the partition held state to remove"
+        for key in keys:
+            del db[key]
+        db.close()
+
+    worker.start()
+    try:
+        lines = [line for line in worker.log.read_text().splitlines() if "lacks" in line]
+        assert len(lines) == 2 and all("state-changelog" in line for line in lines), lines
+        assert worker.metrics().get("starcast_standby_fallbacks_total") == 2
+        produce_events(broker, prefix, after)
+        worker.wait_processed(len(after))  # counted since the restart
+        # The next midnight after the last event: the day roll re-rates every seller a window
+        # change is due for, so every forecast is replay's at that instant.
+        when = format_ts((max(parse_ts(e["ts"]) for e in events) // DAY_MS + 1) * DAY_MS)
+        tick_all(broker, prefix, when)
+        expected = {s: testing.comparable(r) for s, r in expected_ratings(events, when).items()}
+        until_equal(worker, sellers, expected)
+    finally:
+        worker.stop()

@@ -12,6 +12,8 @@ caused, what is kept and the upstream issue if any:
 | `fetch_loop.py`, `intake.py` | the agent's records reach it in batches, in event-time order; Faust's guarantees kept |
 | `outbox.py` | one record batch per topic-partition, in order across flushes; stores never ahead of changelogs |
 | `restore.py` | a table recovery applies the same changelog records, in order, read in bulk; stores read as stored |
+| `fence.py` | a late changelog record of an earlier owner never overwrites what a later owner wrote before it |
+| `standby.py` | a standby copy serves only if it holds every record of its changelog partition |
 | `tansu.py` | (embedded broker) recovery reads to the changelog's true end; short fetch wait |
 | `versions.py` | the overrides run only on the library releases they were written against |
 
@@ -28,6 +30,7 @@ from typing import Any
 
 import faust
 
+from streams.service.kafka.fence import FencedTable
 from streams.service.kafka.intake import Intake
 from streams.service.kafka.options import KafkaOptions
 from streams.service.kafka.outbox import Outbox, aiokafka_producer
@@ -45,8 +48,8 @@ class App(faust.App):
 
     def __init__(self, id: str, *, kafka_options: KafkaOptions = KafkaOptions(), **options: Any) -> None:
         self.kafka_options = kafka_options
-        if kafka_options.bulk_restore:
-            options.setdefault("TableManager", BulkTableManager)
+        options.setdefault("TableManager", BulkTableManager)  # the store check and the standby, always
+        options.setdefault("Table", FencedTable)  # changelog batches applied through the epoch fence
         super().__init__(id, **options)
 
     def _new_transport(self) -> Any:

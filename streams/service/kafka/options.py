@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from streams.service.kafka.intake import Intake
 
@@ -16,6 +16,7 @@ class KafkaOptions:
     bootstrap: str = ""  # host:port, for tansu.py's end-offset fetches
     fetch_wait_ms: int = 0  # tansu.py: the consumer's fetch wait; 0 keeps Faust's
     bulk_restore: bool = True  # restore.py; False keeps Faust's per-record recovery
+    on_standby_fallback: Callable[[], None] | None = None  # standby.py: a copy that could not serve
 
 
 def options_of(component: Any) -> KafkaOptions:

@@ -38,6 +38,8 @@ import faust
 from faust.types import TP
 from rocksdict import WriteBatch
 
+from streams.service.kafka.fence import EPOCH_HEADER, FENCE_KEY, epoch_of, stored_fence
+
 Headers = list[tuple[str, bytes]]
 
 log = logging.getLogger("starcast")
@@ -49,20 +51,25 @@ def aiokafka_producer(app: faust.App) -> Any:
     return producer._ensure_producer()
 
 
-def store_write(table: faust.Table, partition: int, writes: list[tuple[bytes, bytes | None]]) -> None:
-    """Apply sets (and, with None, deletes) to the table's local store for `partition`, in order.
+def store_write(table: faust.Table, partition: int, writes: list[tuple[bytes, bytes | None]],
+                epoch: int | None = None) -> None:
+    """Apply sets (and, with None, deletes) to the table's local store for `partition`, in order,
+    and raise the partition's fence to the `epoch` they were written with (fence.py).
 
     Faust's RocksDB store picks the partition from the current event, which a batch of many
     partitions does not have; its per-partition databases are addressed directly instead, one
     RocksDB write batch per partition."""
     store: Any = table.data
     db_for_partition = getattr(store, "_db_for_partition", None)
+    raise_fence = epoch is not None and (stored_fence(store, partition) or -1) < epoch
     if db_for_partition is None:  # the memory store: one dict for every partition
         for key, value in writes:
             if value is None:
                 store.data.pop(key, None)
             else:
                 store.data[key] = value
+        if raise_fence:
+            store.__dict__.setdefault("starcast_fences", {})[partition] = epoch
         return
     batch = WriteBatch(raw_mode=True)
     key_index = store._key_index
@@ -72,6 +79,8 @@ def store_write(table: faust.Table, partition: int, writes: list[tuple[bytes, by
         else:
             batch.put(key, value)
             key_index[key] = partition
+    if raise_fence:
+        batch.put(FENCE_KEY, str(epoch).encode())
     db_for_partition(partition).write(batch)
 
 
@@ -102,10 +111,12 @@ class Outbox:
         self._records.setdefault((topic, partition), []).append((key, value, headers or []))
 
     def put(self, table: faust.Table, partition: int, key: bytes, value: bytes | None) -> None:
-        """A table write: the changelog record with the next flush, the store once it is acknowledged."""
+        """A table write: the changelog record with the next flush, stamped with the epoch this
+        worker owns the partition in (fence.py); the store once it is acknowledged."""
         topic = table.changelog_topic.get_topic_name()
         self._tables[topic] = table
-        self.send(topic, partition, key, value)
+        epoch = getattr(table, "write_epochs", {}).get(partition)
+        self.send(topic, partition, key, value, None if epoch is None else [(EPOCH_HEADER, str(epoch).encode())])
 
     def start_flush(self) -> asyncio.Future[int]:
         """Start handing every record queued so far to the Kafka client, after every flush
@@ -143,14 +154,15 @@ class Outbox:
             table = self._tables.get(topic)
             if table is not None:
                 writes = [(key, value) for key, value, _ in records]
+                epochs = [stamped for _, _, headers in records if (stamped := epoch_of(headers)) is not None]
                 delivered.add_done_callback(partial(_stored, table, TP(topic, partition), writes,
-                                                    self.on_store_error))
+                                                    max(epochs, default=None), self.on_store_error))
                 self._in_flight.add(delivered)  # after _stored: settled() returns once it has run
                 delivered.add_done_callback(self._in_flight.discard)
         return count
 
 
-def _stored(table: faust.Table, tp: TP, writes: list[tuple[bytes, bytes | None]],
+def _stored(table: faust.Table, tp: TP, writes: list[tuple[bytes, bytes | None]], epoch: int | None,
             on_error: Callable[[str], None] | None, delivered) -> None:
     """The acknowledged changelog records into the store, and its persisted offset past them
     when they follow it directly. If the store cannot take them, neither moves: a restart
@@ -165,7 +177,7 @@ def _stored(table: faust.Table, tp: TP, writes: list[tuple[bytes, bytes | None]]
     if delivered.cancelled() or delivered.exception() is not None:
         return  # not in the changelog: the store must not have it either (the batch is replayed)
     try:
-        store_write(table, tp.partition, writes)
+        store_write(table, tp.partition, writes, epoch)
         if delivered.result() is not None:
             first = delivered.result().offset
             if _follows(table.data, tp, first):

@@ -31,27 +31,17 @@ from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from faust.types import TP
+from mode import Service
 
+from streams.service.kafka.fence import FENCE_KEY, FencedTable, forget_fence, next_epoch
 from streams.service.kafka.options import options_of
+from streams.service.kafka.records import ChangelogRecord
+from streams.service.kafka.standby import Follower, Verdict, check_before_serving, mark_fresh
 
 log = logging.getLogger("starcast")
 
 FETCH_BYTES = 4 << 20  # per partition and fetch
 BATCH = 10_000  # records per apply_changelog_batch call
-
-
-class _Record:
-    """The parts of a Faust changelog event that a RocksDB store's `apply_changelog_batch` reads."""
-
-    __slots__ = ("key", "value", "tp", "offset", "partition")
-
-    def __init__(self, tp: TP, record: Any) -> None:
-        self.key, self.value, self.offset = record.key, record.value, record.offset
-        self.tp, self.partition = tp, tp.partition
-
-    @property
-    def message(self) -> "_Record":
-        return self
 
 
 def _bulk_readable(table: Any) -> bool:
@@ -65,15 +55,70 @@ def stored_items(table: Any) -> Iterator[tuple[bytes, bytes]]:
     the bench state), which gives back the same bytes. Stores other than RocksDB: `items()`."""
     if not _bulk_readable(table):
         return iter(table.items())
-    return table.data._iteritems()
+    return ((key, value) for key, value in table.data._iteritems() if key != FENCE_KEY)
 
 
 class BulkRecovery(Recovery):
-    """Faust's recovery, with the active changelog partitions read in bulk first."""
+    """Faust's recovery, with the active changelog partitions read in bulk first (when the
+    options ask for it), every store checked before it serves, and the standby partitions read
+    by the project's own follower (standby.py)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.standbys_here: dict[TP, Any] = {}
+        self.follower = Follower(lambda: changelog_reader(self.app, fetch_wait_ms=200), self._fell_back)
+
+    def _fell_back(self, tp: TP, verdict: Verdict) -> None:
+        log.warning("starcast: the local copy of %s/%d lacks %s; restoring the partition from the changelog",
+                    tp.topic, tp.partition, verdict.describe())
+        counter = options_of(self.app.consumer).on_standby_fallback
+        if counter is not None:
+            counter()
+
+    def add_standby(self, table: Any, tp: TP) -> None:
+        """Faust's recovery never reads a standby partition: the follower does."""
+        self.standbys_here[tp] = table
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.follower.pause()  # nothing is written to a store from here until the new assignment
+        super().on_partitions_revoked(revoked)
+
+    async def on_rebalance(self, assigned: Any, revoked: Any, newly_assigned: Any, generation_id: int = 0) -> None:
+        self.follower.pause()
+        self.standbys_here = {}
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        if generation_id == self.app.consumer_generation_id:
+            self.follower.follow(self.standbys_here)
+
+    @Service.task
+    async def _follow_standbys(self) -> None:
+        await self.follower.run(lambda: self.should_stop)
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        """Before the streams resume: the epoch this worker writes each active partition with,
+        one above the highest its recovery applied (fence.py)."""
+        generation = self.app.consumer_generation_id
+        for table in self.tables.values():
+            if isinstance(table, FencedTable):
+                table.write_epochs = {}
+        for tp in self.active_tps:
+            table = self.tp_to_table.get(tp)
+            if isinstance(table, FencedTable):
+                table.write_epochs[tp.partition] = next_epoch(table.fence(tp.partition), generation)
+        await super().on_recovery_completed(generation_id)
 
     async def _build_offsets(self, consumer: Any, tps: Any, destination: Any, title: str) -> None:
-        await super()._build_offsets(consumer, tps, destination, title)
         if title == "active" and tps:
+            tables = {tp: self.tp_to_table[tp] for tp in tps if tp in self.tp_to_table}
+            for tp, table in tables.items():
+                if not _bulk_readable(table):  # the memory store: read from the log start every time
+                    forget_fence(cast(Any, table).data, tp.partition)
+            log_starts = await consumer.earliest_offsets(*tables)
+            for tp in check_before_serving(tables, log_starts, self._fell_back):
+                destination[tp] = None  # read from the log start
+            mark_fresh(tables, log_starts)
+        await super()._build_offsets(consumer, tps, destination, title)
+        if title == "active" and tps and options_of(consumer).bulk_restore:
             budget = max(self.app.conf.broker_request_timeout * 0.8 - 5, 1.0)
             await self.read_in_bulk(consumer, set(tps), destination, budget)
 
@@ -87,13 +132,7 @@ class BulkRecovery(Recovery):
         if not todo:
             return 0
         started = time.monotonic()
-        options = options_of(consumer)
-        bootstrap = options.bootstrap or ",".join(f"{u.host}:{u.port or 9092}" for u in self.app.conf.broker_consumer)
-        reader = AIOKafkaConsumer(bootstrap_servers=bootstrap,
-                                  group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50,
-                                  auto_offset_reset="earliest",
-                                  max_partition_fetch_bytes=FETCH_BYTES, fetch_max_bytes=8 * FETCH_BYTES,
-                                  **credentials_to_aiokafka_auth(self.app.conf.broker_credentials))
+        reader = changelog_reader(self.app, fetch_wait_ms=50)
         await reader.start()
         applied = 0
         try:
@@ -109,7 +148,7 @@ class BulkRecovery(Recovery):
                     end = todo.get(tp)
                     if end is None:
                         continue
-                    batch = [_Record(tp, r) for r in records if offsets[tp] < r.offset <= end]
+                    batch = [ChangelogRecord(tp, r) for r in records if offsets[tp] < r.offset <= end]
                     if batch:
                         self.tp_to_table[tp].apply_changelog_batch(cast(Any, batch))
                         offsets[tp] = batch[-1].offset
@@ -124,6 +163,16 @@ class BulkRecovery(Recovery):
         log.info("starcast: restored %d changelog records in bulk in %.1f s%s", applied, time.monotonic() - started,
                  f"; {len(todo)} partitions left to Faust's path" if todo else "")
         return applied
+
+
+def changelog_reader(app: Any, fetch_wait_ms: int) -> AIOKafkaConsumer:
+    """A consumer of no group, for reading changelog partitions from explicit offsets."""
+    options = options_of(app.consumer)
+    bootstrap = options.bootstrap or ",".join(f"{u.host}:{u.port or 9092}" for u in app.conf.broker_consumer)
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                            fetch_max_wait_ms=fetch_wait_ms, auto_offset_reset="earliest",
+                            max_partition_fetch_bytes=FETCH_BYTES, fetch_max_bytes=8 * FETCH_BYTES,
+                            **credentials_to_aiokafka_auth(app.conf.broker_credentials))
 
 
 class BulkTableManager(TableManager):

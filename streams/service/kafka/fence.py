@@ -1,0 +1,151 @@
+"""Guarantee: a changelog record written late by a worker that had lost its partition never
+overwrites, in any recovery, what the partition's owner wrote before it landed.
+
+Upstream (faust-streaming 0.15.3 with aiokafka 0.14.0; no transactions on the embedded broker):
+changelog records are not fenced. A worker cut off or stalled past the session timeout keeps
+rating the records it had fetched; its changelog batches are held by the network and sent when
+it comes back, after the records the partition's new owner wrote meanwhile. Those late records
+hold the zombie's values, computed without the events the owner handled since. Every recovery
+applies the changelog in offset order, so the zombie's value of a key wins over the owner's
+earlier one: the owner's own store reads them at its next rebalance (its persisted offset stays
+before a batch that does not follow it, outbox.py) and rebuilds those sellers without facts it
+had rated. Seen as a reply missing from a seller's response time after a 12 s stall of one
+worker in the fault soak.
+
+Kept here: every changelog record the worker writes carries the **epoch** of its owner
+(`starcast-epoch` header): a counter one above the highest epoch in the partition's changelog
+when its recovery finished, and the consumer generation it was assigned in (the tie-break for
+two owners that recovered the same changelog). Recovery, the standby follower and Faust's
+per-record path apply a changelog batch through `FencedTable.apply_changelog_batch`, which
+skips a record whose epoch is below the highest epoch already applied to the partition's store
+(kept in the store, `FENCE_KEY`, written with the records in one RocksDB write batch). A
+zombie's late records follow an owner's records of a higher epoch, so they are skipped; records
+that land before the new owner wrote anything are applied, and the owner, which re-reads the
+zombie's uncommitted input, writes its own values after them. Records without the header
+(written before it existed) are applied as they always were.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any, Callable, Iterable
+
+import faust
+
+log = logging.getLogger("starcast")
+
+EPOCH_HEADER = "starcast-epoch"
+FENCE_KEY = b"__starcast\0epoch__"
+"""In each partition's RocksDB store: the highest epoch applied or written to it."""
+
+
+def epoch(counter: int, generation: int) -> int:
+    """Owner epochs order by counter, then by consumer generation."""
+    return counter << 32 | (generation & 0xFFFFFFFF)
+
+
+def next_epoch(fence: int | None, generation: int) -> int:
+    """The epoch of an owner whose recovery found `fence` as the highest epoch applied."""
+    return epoch(((fence or 0) >> 32) + 1, generation)
+
+
+def epoch_of(headers: Any) -> int | None:
+    """The epoch a changelog record carries; None: none (written before epochs existed)."""
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, dict) else headers
+    for key, value in items:
+        if key == EPOCH_HEADER:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def keep(batch: Iterable[Any], fence: Callable[[int], int | None]) -> tuple[list, dict[int, int | None], int]:
+    """The records of a changelog batch to apply, in order; each partition's highest epoch after
+    them; and how many were skipped. `fence(partition)`: the highest epoch applied before."""
+    fences: dict[int, int | None] = {}
+    kept, skipped = [], 0
+    for event in batch:
+        message = event.message
+        partition = message.partition
+        if partition not in fences:
+            fences[partition] = fence(partition)
+        stamped, highest = epoch_of(message.headers), fences[partition]
+        if stamped is not None and highest is not None and stamped < highest:
+            skipped += 1
+            continue
+        if stamped is not None and (highest is None or stamped > highest):
+            fences[partition] = stamped
+        kept.append(event)
+    return kept, fences, skipped
+
+
+def stored_fence(store: Any, partition: int) -> int | None:
+    """The highest epoch in a partition's store: RocksDB's key, or the memory store's dict."""
+    db_for_partition = getattr(store, "_db_for_partition", None)
+    if db_for_partition is None:
+        return getattr(store, "starcast_fences", {}).get(partition)
+    value = db_for_partition(partition).get(FENCE_KEY)
+    return None if value is None else int(value)
+
+
+def forget_fence(store: Any, partition: int) -> None:
+    """A memory store read again from the log start: its epochs start over."""
+    getattr(store, "starcast_fences", {}).pop(partition, None)
+
+
+class FencedTable(faust.Table):
+    """A Faust table whose changelog batches are applied through the epoch fence, and which
+    knows the epoch this worker writes each of its active partitions with."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.write_epochs: dict[int, int] = {}
+        self.skipped = 0  # records skipped, since start
+
+    def fence(self, partition: int) -> int | None:
+        return stored_fence(self.data, partition)
+
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        batch = list(batch)
+        kept, fences, skipped = keep(batch, self.fence)
+        if skipped:
+            self.skipped += skipped
+            log.info("starcast: skipped %d late changelog records of %s written by an earlier owner", skipped,
+                     self.changelog_topic.get_topic_name())
+        store = self.data
+        if getattr(store, "_db_for_partition", None) is None:  # the memory store
+            super().apply_changelog_batch(kept)
+            known = store.__dict__.setdefault("starcast_fences", {})
+            known.update({p: f for p, f in fences.items() if f is not None})
+            return
+        _write(store, batch, kept, fences)
+
+
+def _write(store: Any, batch: list, kept: list, fences: dict[int, int | None]) -> None:
+    """Faust's RocksDB `apply_changelog_batch`, with the fence in the same write batch: the
+    kept records, then each partition's persisted offset (past skipped records too) and its
+    highest epoch."""
+    import rocksdict
+
+    batches: dict[int, Any] = defaultdict(lambda: rocksdict.WriteBatch(raw_mode=True))
+    for event in kept:
+        message = event.message
+        if message.value is None:
+            batches[message.partition].delete(message.key)
+        else:
+            batches[message.partition].put(message.key, message.value)
+    offsets: dict[int, int] = {}
+    for event in batch:
+        message = event.message
+        offsets[message.partition] = max(message.offset, offsets.get(message.partition, -1))
+    for partition, offset in offsets.items():
+        batches[partition].put(store.offset_key, str(offset).encode())
+        if fences.get(partition) is not None:
+            batches[partition].put(FENCE_KEY, str(fences[partition]).encode())
+    for partition, write in batches.items():
+        store._db_for_partition(partition).write(write)
