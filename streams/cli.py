@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--rebalance", action="store_true",
                    help="instead of kills: scale 1 -> 2 -> 1 workers, with 0 and then 1 standby replica")
+    p.add_argument("--standby", type=int, choices=(0, 1), help="with --rebalance: only this many standby replicas")
+    p.add_argument("--hog", action="store_true", help="with --rebalance: a CPU hog beside every second round")
     p.add_argument("--overload", action="store_true",
                    help="instead of kills: one burst of --events as fast as possible; print drain time and RSS")
     p.add_argument("--faults", action="store_true",
@@ -224,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_fault_soak(args.rounds, args.events, args.sellers, args.rate, args.seed,
                                   SHORT if args.short else Durations())
         if args.rebalance:
-            return run_rebalances(args.rounds, args.events, args.sellers, args.rate, args.seed)
+            standbys = (args.standby,) if args.standby is not None else (0, 1)
+            return run_rebalances(args.rounds, args.events, args.sellers, args.rate, args.seed, standbys, args.hog)
         return run_soak(args.rounds, args.events, args.sellers, args.kills, args.rate, args.seed)
     if args.command == "bench":
         if args.core:

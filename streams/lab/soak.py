@@ -12,9 +12,12 @@ The same code is the CI crash test (one short round) and the long soak (many see
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -296,24 +299,40 @@ def run_soak(rounds: int, n_events: int, n_sellers: int, kills: int, rate: float
     return 1 if total_bad else 0
 
 
-def run_rebalances(rounds: int, n_events: int, n_sellers: int, rate: float, seed: int) -> int:
-    """1 → 2 → 1 scaling rounds, each without and with a standby replica, side by side."""
+class CpuHog:
+    """A process that keeps one core busy while it runs (a noisy neighbour)."""
+
+    def __enter__(self) -> "CpuHog":
+        self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def run_rebalances(rounds: int, n_events: int, n_sellers: int, rate: float, seed: int,
+                   standbys: tuple[int, ...] = (0, 1), hog: bool = False) -> int:
+    """1 → 2 → 1 scaling rounds, each with every standby replica count of `standbys`, side by
+    side. `hog`: a CPU hog runs beside every second round."""
     results = []
     for i in range(rounds):
-        for standby in (0, 1):
-            print(f"round {i + 1}/{rounds} (seed {seed + i}, standby replicas {standby}): {n_events:,} events, "
-                  f"{n_sellers:,} sellers", flush=True)
-            results.append((standby, run_rebalance(seed + i, n_events, n_sellers, rate, standby)))
-    print(f"\n{'seed':>6} {'standby':>7} {'events':>8} {'rebalances':>10} {'stalls':>6} {'mismatches':>10} "
+        hogged = hog and i % 2 == 1
+        for standby in standbys:
+            print(f"round {i + 1}/{rounds} (seed {seed + i}, standby replicas {standby}"
+                  f"{', CPU hog' if hogged else ''}): {n_events:,} events, {n_sellers:,} sellers", flush=True)
+            with CpuHog() if hogged else contextlib.nullcontext():
+                results.append((standby, hogged, run_rebalance(seed + i, n_events, n_sellers, rate, standby)))
+    print(f"\n{'seed':>6} {'standby':>7} {'hog':>4} {'events':>8} {'rebalances':>10} {'stalls':>6} {'mismatches':>10} "
           f"{'takeover s':>10} {'round s':>8}")
-    for standby, r in results:
-        print(f"{r.seed:>6} {standby:>7} {r.events:>8,} {r.rebalances:>10} {r.stalls:>6} {r.mismatches:>10} "
-              f"{r.recovery_seconds[0]:>10.1f} {r.seconds:>8.0f}")
-    for standby in (0, 1):
-        takeovers = sorted(r.recovery_seconds[0] for s, r in results if s == standby)
+    for standby, hogged, r in results:
+        print(f"{r.seed:>6} {standby:>7} {'yes' if hogged else 'no':>4} {r.events:>8,} {r.rebalances:>10} "
+              f"{r.stalls:>6} {r.mismatches:>10} {r.recovery_seconds[0]:>10.1f} {r.seconds:>8.0f}")
+    for standby in standbys:
+        takeovers = sorted(r.recovery_seconds[0] for s, _, r in results if s == standby)
         print(f"standby {standby}: takeover median {takeovers[len(takeovers) // 2]:.1f} s")
-    bad = sum(r.mismatches for _, r in results)
-    print(f"total: {sum(r.events for _, r in results):,} events, {bad} mismatches")
+    bad = sum(r.mismatches for _, _, r in results)
+    print(f"total: {sum(r.events for _, _, r in results):,} events, {bad} mismatches")
     return 1 if bad else 0
 
 

@@ -105,6 +105,10 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     # restarted worker knows what it last said and repeats nothing unchanged.
     warnings = table("warnings", changelog_topic=topic("star-warnings", compacting=True))
     history = table("history")  # official records by seller and month, the latest 24 (history.py)
+    # The published tables' stores hold what their topics' readers see last, a late record of
+    # an earlier owner included: the worker publishes again what differs (kafka/fence.py).
+    for published in (forecasts, official, warnings):
+        published.fenced = False
     outbox = kafka.Outbox(lambda: kafka.aiokafka_producer(app), on_store_error=fatal.stop)
     batch_lock = asyncio.Lock()  # held by the agent while it handles a batch
     started = asyncio.Event()  # /healthz answers 503 until the topics and routing metadata are ready

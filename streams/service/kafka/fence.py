@@ -64,11 +64,11 @@ def epoch_of(headers: Any) -> int | None:
     return None
 
 
-def keep(batch: Iterable[Any], fence: Callable[[int], int | None]) -> tuple[list, dict[int, int | None], int]:
+def keep(batch: Iterable[Any], fence: Callable[[int], int | None]) -> tuple[list, dict[int, int | None], list]:
     """The records of a changelog batch to apply, in order; each partition's highest epoch after
-    them; and how many were skipped. `fence(partition)`: the highest epoch applied before."""
+    them; and the records skipped. `fence(partition)`: the highest epoch applied before."""
     fences: dict[int, int | None] = {}
-    kept, skipped = [], 0
+    kept, skipped = [], []
     for event in batch:
         message = event.message
         partition = message.partition
@@ -76,7 +76,7 @@ def keep(batch: Iterable[Any], fence: Callable[[int], int | None]) -> tuple[list
             fences[partition] = fence(partition)
         stamped, highest = epoch_of(message.headers), fences[partition]
         if stamped is not None and highest is not None and stamped < highest:
-            skipped += 1
+            skipped.append(event)
             continue
         if stamped is not None and (highest is None or stamped > highest):
             fences[partition] = stamped
@@ -100,7 +100,13 @@ def forget_fence(store: Any, partition: int) -> None:
 
 class FencedTable(faust.Table):
     """A Faust table whose changelog batches are applied through the epoch fence, and which
-    knows the epoch this worker writes each of its active partitions with."""
+    knows the epoch this worker writes each of its active partitions with.
+
+    `fenced = False` for a table whose changelog is a published topic (the forecasts on
+    star-forecasts): its store must hold what the topic's readers see last, late records
+    included, so that the worker publishes again whatever differs from it."""
+
+    fenced = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -111,12 +117,14 @@ class FencedTable(faust.Table):
         return stored_fence(self.data, partition)
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        if not self.fenced:
+            super().apply_changelog_batch(batch)
+            return
         batch = list(batch)
         kept, fences, skipped = keep(batch, self.fence)
         if skipped:
-            self.skipped += skipped
-            log.info("starcast: skipped %d late changelog records of %s written by an earlier owner", skipped,
-                     self.changelog_topic.get_topic_name())
+            self.skipped += len(skipped)
+            _log_skipped(self.changelog_topic.get_topic_name(), skipped, fences)
         store = self.data
         if getattr(store, "_db_for_partition", None) is None:  # the memory store
             super().apply_changelog_batch(kept)
@@ -124,6 +132,23 @@ class FencedTable(faust.Table):
             known.update({p: f for p, f in fences.items() if f is not None})
             return
         _write(store, batch, kept, fences)
+
+
+def _log_skipped(topic: str, skipped: list, fences: dict[int, int | None]) -> None:
+    """One line per partition: how many records, their offsets, and their owner's epoch against
+    the highest applied (counter/generation)."""
+    by_partition: dict[int, list] = defaultdict(list)
+    for event in skipped:
+        by_partition[event.message.partition].append(event.message)
+    for partition, messages in by_partition.items():
+        stamped = max(epoch_of(m.headers) or 0 for m in messages)
+        log.info("starcast: skipped %d late changelog records of %s[%d] (offsets %d-%d, epoch %s) written by an "
+                 "earlier owner after the records of epoch %s", len(messages), topic, partition,
+                 messages[0].offset, messages[-1].offset, _shown(stamped), _shown(fences.get(partition)))
+
+
+def _shown(value: int | None) -> str:
+    return "none" if value is None else f"{value >> 32}/{value & 0xFFFFFFFF}"
 
 
 def _write(store: Any, batch: list, kept: list, fences: dict[int, int | None]) -> None:

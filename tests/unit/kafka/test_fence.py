@@ -122,9 +122,10 @@ def test_a_record_below_the_highest_epoch_applied_is_skipped_and_one_without_an_
     batch = [record(0, b"a", b"1", 5), record(1, b"a", b"2", 9), record(2, b"a", b"stale", 5),
              record(3, b"b", b"old", None), record(4, b"a", b"3", 9)]
     kept, fences, skipped = keep(batch, lambda partition: None)
-    assert [event.message.offset for event in kept] == [0, 1, 3, 4] and skipped == 1 and fences == {0: 9}
+    assert [event.message.offset for event in kept] == [0, 1, 3, 4] and fences == {0: 9}
+    assert [event.message.offset for event in skipped] == [2]
     kept, _, skipped = keep(batch[:1], lambda partition: 9)  # the store had applied epoch 9 already
-    assert kept == [] and skipped == 1
+    assert kept == [] and len(skipped) == 1
 
 
 def test_a_stalled_owners_late_batch_does_not_overwrite_the_new_owners_values(tmp_path):
