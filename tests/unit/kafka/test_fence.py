@@ -45,7 +45,7 @@ class Table:
     """The parts of a FencedTable the outbox and the fence read, on a Store."""
 
     def __init__(self, store: Store) -> None:
-        self.data, self.write_epochs, self.skipped = store, {}, 0
+        self.data, self.write_epochs, self.skipped, self.fenced = store, {}, 0, True
         self.changelog_topic = SimpleNamespace(get_topic_name=lambda: TOPIC)
 
     def fence(self, partition: int) -> int | None:
