@@ -141,7 +141,9 @@ class Settings:
     data_dir: str = field(default="./starcast-data", metadata=spec(
         "STARCAST_DATA_DIR", "Where the RocksDB stores live.", "Topics and state", allowed="a directory path"))
     standby_replicas: int = field(default=0, metadata=spec(
-        "STARCAST_STANDBY_REPLICAS", "Standby replicas of each table partition: faster takeovers, more reading.",
+        "STARCAST_STANDBY_REPLICAS", "Standby replicas of each table partition: another worker keeps a "
+        "copy of it from the changelog, so a takeover reads only the tail. A copy that cannot be shown to hold "
+        "every record is not used (starcast_standby_fallbacks_total).",
         "Topics and state", _integer(0), "an integer >= 0"))
     rulebook: str = field(default="global-2023", metadata=spec(
         "STARCAST_RULEBOOK", "The rulebook: a bundled name (global-2023, cn-2020, merchant-3star) or a .toml "
