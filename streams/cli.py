@@ -10,6 +10,13 @@ from importlib import resources
 from streams.core.rulebook import RulebookError, available, load
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="starcast", description="Real-time seller star ratings.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
                         "end plus the rulebook's grace is at or before --at, sorted by seller then month")
     p.add_argument("--rulebook", default="global-2023", help=f"one of {', '.join(available())}, or a .toml path")
     p.add_argument("--groups", help="a seller-groups file: a rulebook per group of sellers (docs/rulebooks.md)")
+    p.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1,
+                   help="processes rating the shares of a large input (default: the machine's cores); the output "
+                        "is the same for any number")
 
     p = sub.add_parser("backfill", help="write the official months of archived events into the history the API "
                                         "serves (the history table's changelog on STARCAST_BROKER)")
@@ -151,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 return backfill.run(args.file, selection, args.at, args.force)
             from streams.replay import run
 
-            return run(args.file, selection, args.at, sys.stdout.buffer, args.monthly)
+            return run(args.file, selection, args.at, sys.stdout.buffer, args.monthly, args.jobs)
         except ValueError as exc:
             parser.error(f"--at: {exc}")
     if args.command == "notify":

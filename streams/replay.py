@@ -110,13 +110,20 @@ def _events(lines: Iterable[bytes], errors: IO[str], horizon: int | None, number
             _report(errors, number, exc)
 
 
-def _instant(lines: Iterable[bytes], at: int | None, errors: IO[str]) -> tuple[Iterable[bytes], int | None]:
+def _instant(lines: Iterable[bytes], at: int | None, errors: IO[str], jobs: int = 1
+             ) -> tuple[Iterable[bytes], int | None]:
     """The lines to read and the evaluation instant: `at`, or the latest valid ts found by a
-    first pass (an iterator is buffered for it). None: no valid event, the lines are reported."""
+    first pass (an iterator is buffered for it; a file is read by `jobs` processes, a range of
+    its lines each). None: no valid event, the lines are reported."""
     if at is not None:
         return lines, at
     lines = _rereadable(lines)
-    at = latest_ts(lines)
+    if jobs > 1 and isinstance(lines, FileLines):
+        found = [ts for ts in _in_processes(_latest_in_range, [(lines.path, *r) for r in _ranges(lines.path, jobs)],
+                                            jobs) if ts is not None]
+        at = max(found) if found else None
+    else:
+        at = latest_ts(lines)
     if at is None:
         for _ in _events(lines, errors, None):
             pass
@@ -150,13 +157,15 @@ def replay(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: in
 
 
 def ratings(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: int | None = None,
-            errors: IO[str] | None = None, projection: bool = True, shares: int | None = None) -> Iterator[dict]:
+            errors: IO[str] | None = None, projection: bool = True, shares: int | None = None,
+            jobs: int = 1) -> Iterator[dict]:
     """`replay`, one rating at a time: each seller's rating caches are dropped once it is
     rated, so the output never holds more than one rating. `shares`: how many shares of the
-    sellers to rate one after the other (default: by the input's size, see the module)."""
+    sellers to rate (default: by the input's size, see the module); `jobs`: how many processes
+    rate them, each a share at a time (the output is the same for any number)."""
     selection = rulebook if isinstance(rulebook, RulebookSelection) else RulebookSelection(rulebook)
     errors = errors if errors is not None else sys.stderr
-    lines, instant = _instant(lines, at, errors)
+    lines, instant = _instant(lines, at, errors, jobs)
     if instant is None:
         return
     count = share_count(lines) if shares is None else shares
@@ -164,29 +173,148 @@ def ratings(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: i
         yield from _rate(lines, selection, instant, errors, projection)
         return
     with tempfile.TemporaryDirectory(prefix="starcast-replay-") as directory, ExitStack() as files:
-        spilled = _spill(lines, errors, instant, count, Path(directory))
+        if jobs > 1 and isinstance(lines, FileLines):
+            spilled = _spill_in_parallel(lines.path, count, Path(directory), jobs)
+        else:
+            spilled = _spill(lines, errors, instant, count, Path(directory))
         yield from _merged(spilled, lambda rows, rejected: _rate(rows, selection, instant, rejected, projection,
                                                                  numbered=True),
-                           lambda r: r["seller_id"], files, errors)
+                           lambda r: r["seller_id"], files, errors, jobs)
 
 
-def _merged(spilled: list[Path], produce: Callable[[IO[bytes], IO[str]], Iterable[dict]],
-            key: Callable[[dict], Any], files: ExitStack, errors: IO[str]) -> Iterator[dict]:
+def _merged(spilled: list[Path], produce: Callable[[Iterable[bytes], IO[str]], Iterable[dict]],
+            key: Callable[[dict], Any], files: ExitStack, errors: IO[str], jobs: int = 1) -> Iterator[dict]:
     """Each spilled share through `produce` (its output sorted by `key`, its rejections written
-    to the file it is given), one share at a time (what `produce` holds goes before the next),
-    into a file; then the shares' rejections reported to `errors` in line order, and the
-    outputs merged by `key`."""
+    to the file it is given), one share at a time in each of `jobs` processes (what `produce`
+    holds goes before the next), into a file; then the shares' rejections reported to `errors`
+    in line order, and the outputs merged by `key`."""
+    global _PRODUCE
+    _PRODUCE = produce  # a forked job process finds it here
+    try:
+        if jobs > 1 and len(spilled) > 1:
+            _in_processes(_produce_share, spilled, jobs)
+        else:
+            for share in spilled:
+                _produce_share(share)
+    finally:
+        _PRODUCE = None
     outputs, rejections = [], []
     for share in spilled:
-        output, rejected = share.with_suffix(".out"), share.with_suffix(".err")
-        with share.open("rb") as rows, output.open("wb") as out, rejected.open("w") as report:
-            for item in produce(rows, report):
-                out.write(orjson.dumps(item) + b"\n")
-        share.unlink()
-        outputs.append(files.enter_context(output.open("rb")))
-        rejections.append(files.enter_context(rejected.open()))
+        outputs.append(files.enter_context(share.with_suffix(".out").open("rb")))
+        rejections.append(files.enter_context(share.with_suffix(".err").open()))
     errors.writelines(heapq.merge(*rejections, key=_line_number))
     return heapq.merge(*(map(orjson.loads, out) for out in outputs), key=key)
+
+
+_PRODUCE: Callable[[Iterable[bytes], IO[str]], Iterable[dict]] | None = None
+
+
+def _produce_share(share: Path) -> None:
+    """One spilled share (its pieces, in order) through `_PRODUCE` into `<share>.out`, its
+    rejections into `<share>.err`; the pieces are removed."""
+    assert _PRODUCE is not None
+    pieces = sorted(share.parent.glob(share.name + ".*[0-9]")) if not share.exists() else [share]
+    with share.with_suffix(".out").open("wb") as out, share.with_suffix(".err").open("w") as report:
+        for item in _PRODUCE(_lines_of(pieces), report):
+            out.write(orjson.dumps(item) + b"\n")
+    for piece in pieces:
+        piece.unlink()
+
+
+def _lines_of(paths: list[Path]) -> Iterator[bytes]:
+    """The lines of several files, one after the other."""
+    for path in paths:
+        with path.open("rb") as fh:
+            yield from fh
+
+
+def _in_processes(function: Callable[[Any], Any], items: Sequence[Any], jobs: int) -> list[Any]:
+    """`function` over `items` in up to `jobs` forked processes, results in order. Forked, so a
+    job sees the module's state as it was when the pool started (`_PRODUCE`)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(jobs, len(items)), mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(function, items))
+
+
+def _ranges(path: str, jobs: int) -> list[tuple[int, int, int]]:
+    """The file cut into up to `jobs` byte ranges at line ends: (start, end, number of the first
+    line). Line numbers are counted by the bytes' newlines, so every range knows its own."""
+    size = os.path.getsize(path)
+    cuts = [0]
+    with open(path, "rb") as fh:
+        for i in range(1, jobs):
+            fh.seek(max(size * i // jobs, cuts[-1]))
+            fh.readline()
+            cuts.append(min(fh.tell(), size))
+    cuts.append(size)
+    bounds = sorted(set(zip(cuts, cuts[1:])))
+    ranges, number = [], 1
+    with open(path, "rb") as fh:
+        for start, end in bounds:
+            if end <= start:
+                continue
+            ranges.append((start, end, number))
+            fh.seek(start)
+            left, newlines = end - start, 0
+            while left:
+                chunk = fh.read(min(left, 16 << 20))
+                newlines += chunk.count(b"\n")
+                left -= len(chunk)
+            number += newlines
+    return ranges
+
+
+def _range_lines(path: str, start: int, end: int) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        position = start
+        for line in fh:
+            if position >= end:
+                return
+            position += len(line)
+            yield line
+
+
+def _latest_in_range(job: tuple[str, int, int, int]) -> int | None:
+    path, start, end, _ = job
+    return latest_ts(_range_lines(path, start, end))
+
+
+def _spill_range(job: tuple[str, int, int, int, int, Path, int]) -> set[int]:
+    """One range's lines into the shares' pieces `<share>.<piece>`; returns the shares it wrote."""
+    path, start, end, first, count, directory, piece = job
+    pieces = [directory / f"{i:03d}.{piece:03d}" for i in range(count)]
+    return _spill_lines(_range_lines(path, start, end), count, pieces, first)
+
+
+def _spill_in_parallel(path: str, count: int, directory: Path, jobs: int) -> list[Path]:
+    """`_spill` without `stamp`, the file read by `jobs` processes, a range of lines each: share
+    i is the pieces `i.0`, `i.1`, ... in line order. Returns the shares that got lines (as the
+    paths `_produce_share` reads their pieces by)."""
+    ranges = _ranges(path, jobs)
+    used = set().union(*_in_processes(_spill_range, [(path, start, end, first, count, directory, piece)
+                                                      for piece, (start, end, first) in enumerate(ranges)], jobs))
+    return [directory / f"{i:03d}" for i in sorted(used)]
+
+
+def _spill_lines(lines: Iterable[bytes], count: int, paths: list[Path], first: int = 1) -> set[int]:
+    """Every non-blank line, numbered from `first`, into the file of the seller it claims (a
+    stable hash of its id); files that get no line are removed. Returns those that got lines."""
+    used: set[int] = set()
+    with ExitStack() as stack:
+        files = [stack.enter_context(path.open("wb")) for path in paths]
+        for number, line in enumerate(lines, start=first):
+            line = line.rstrip(b"\r\n")
+            if line.strip():
+                i = zlib.crc32(_claimed_seller(line)) % count
+                used.add(i)
+                files[i].write(b"%d\t%s\n" % (number, line))
+    for i, path in enumerate(paths):
+        if i not in used:
+            path.unlink()
+    return used
 
 
 def _rate(lines: Iterable[bytes], selection: RulebookSelection, instant: int, errors: IO[str], projection: bool,
@@ -228,22 +356,16 @@ def _spill(lines: Iterable[bytes], errors: IO[str], at: int, count: int, directo
     is rated). With `stamp`, only the valid lines up to `at`, each with the number `stamp`
     gives its event, invalid lines reported as read. Returns the files that got lines."""
     paths = [directory / f"{i:03d}" for i in range(count)]
+    if stamp is None:
+        return [paths[i] for i in sorted(_spill_lines(lines, count, paths))]
     used: set[int] = set()
     with ExitStack() as stack:
         files = [stack.enter_context(path.open("wb")) for path in paths]
-        if stamp is None:
-            for number, line in enumerate(lines, start=1):
-                line = line.rstrip(b"\r\n")
-                if line.strip():
-                    i = zlib.crc32(_claimed_seller(line)) % count
-                    used.add(i)
-                    files[i].write(b"%d\t%s\n" % (number, line))
-        else:
-            for number, event, line in _events(lines, errors, at + FUTURE_TOLERANCE_MS):
-                if event.ts <= at:
-                    i = zlib.crc32(event.seller_id.encode()) % count
-                    used.add(i)
-                    files[i].write(b"%d\t%d\t%s\n" % (number, stamp(event), line.rstrip(b"\r\n")))
+        for number, event, line in _events(lines, errors, at + FUTURE_TOLERANCE_MS):
+            if event.ts <= at:
+                i = zlib.crc32(event.seller_id.encode()) % count
+                used.add(i)
+                files[i].write(b"%d\t%d\t%s\n" % (number, stamp(event), line.rstrip(b"\r\n")))
     for i, path in enumerate(paths):
         if i not in used:
             path.unlink()
@@ -260,7 +382,7 @@ def monthly(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: i
 
 
 def monthly_records(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelection, at: int | None = None,
-                    errors: IO[str] | None = None, shares: int | None = None) -> Iterator[dict]:
+                    errors: IO[str] | None = None, shares: int | None = None, jobs: int = 1) -> Iterator[dict]:
     """`monthly`, one record at a time.
 
     In shares (see the module): the freezes fall where the whole input puts them. While the
@@ -268,10 +390,11 @@ def monthly_records(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelectio
     stamped with its rulebook's clock after it, and the clocks at which a freeze fell are kept.
     A share then replays those freezes in order among its own lines, each at the clock it fell
     at, so each of its sellers is frozen at the same point of its own events, and pruned at the
-    same clocks, as in one pass."""
+    same clocks, as in one pass. The spill follows the whole stream in one process; `jobs`
+    processes freeze the shares."""
     selection = rulebook if isinstance(rulebook, RulebookSelection) else RulebookSelection(rulebook)
     errors = errors if errors is not None else sys.stderr
-    lines, instant = _instant(lines, at, errors)
+    lines, instant = _instant(lines, at, errors, jobs)
     if instant is None:
         return
     count = share_count(lines) if shares is None else shares
@@ -289,7 +412,7 @@ def monthly_records(lines: Iterable[bytes], rulebook: AnyBook | RulebookSelectio
         triggers = {name: schedule.triggers for name, schedule in schedules.items()}
         yield from _merged(spilled, lambda rows, rejected: sorted(
             _records(_freeze(rows, selection, instant, rejected, triggers)), key=_record_order),
-            _record_order, files, errors)
+            _record_order, files, errors, jobs)
 
 
 def _record_order(record: dict) -> tuple[str, str]:
@@ -401,10 +524,10 @@ class _Freezes:
 
 
 def run(path: str, rulebook: AnyBook | RulebookSelection, at: str | None, out: IO[bytes],
-        monthly: bool = False) -> int:
+        monthly: bool = False, jobs: int = 1) -> int:
     instant = parse_ts(at) if at else None
     lines: Iterable[bytes] = sys.stdin.buffer if path == "-" else FileLines(path)
-    for rating in (monthly_records if monthly else ratings)(lines, rulebook, instant):
+    for rating in (monthly_records if monthly else ratings)(lines, rulebook, instant, jobs=jobs):
         out.write(orjson.dumps(rating) + b"\n")
     out.flush()
     return 0

@@ -233,3 +233,30 @@ def test_a_share_silent_for_a_month_still_freezes_that_month_as_the_stream_did()
     one_pass = monthly(stream, load(), until, io.StringIO(), shares=1)
     assert monthly(stream, load(), until, io.StringIO(), shares=count) == one_pass
     assert {r["month"] for r in one_pass if r["seller_id"] == "seller-quiet"} == {"2026-01", "2026-02", "2026-03"}
+
+
+def test_shares_rated_by_several_processes_give_the_output_of_one(tmp_path, monkeypatch) -> None:
+    """`--jobs`: a file's first pass, its spill (a range of lines per process) and its shares'
+    ratings and freezes in forked processes: the same ratings, records and rejections, in the
+    same order, as one process; line numbers count from the start of the file in every range."""
+    import streams.replay as replay_module
+
+    lines = quarter(10)
+    mixed = [line for n, line in enumerate(lines) for line in ([line[:20], line] if n % 40 == 7 else [line])]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(mixed) + b"\n")
+    monkeypatch.setattr(replay_module, "SHARE_BYTES", path.stat().st_size // 6 + 1)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    file = replay_module.FileLines(str(path))
+    runs = {}
+    for jobs in (1, 2, 3):
+        rated_errors, frozen_errors = io.StringIO(), io.StringIO()
+        rated = [orjson.dumps(r) for r in ratings(file, load(), None, rated_errors, jobs=jobs)]
+        frozen = [orjson.dumps(r) for r in replay_module.monthly_records(file, load(), None, frozen_errors, jobs=jobs)]
+        runs[jobs] = (rated, rated_errors.getvalue(), frozen, frozen_errors.getvalue())
+    assert runs[2] == runs[1] and runs[3] == runs[1]
+    rated, rated_errors, frozen, _ = runs[1]
+    assert len(rated) == 10 and len(frozen) > 10
+    numbers = [int(line.split(":")[0][5:]) for line in rated_errors.splitlines()]
+    assert numbers == [n + 1 for n, line in enumerate(mixed) if len(line) == 20]  # each reported at its line
+    assert not list(tmp_path.glob("starcast-replay-*"))  # the spill files are gone
