@@ -40,7 +40,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from faust.types import TP
 
@@ -208,20 +208,12 @@ class Follower:
             log_starts = await reader.beginning_offsets(list(partitions))
             if generation != self._generation:
                 return
+            starts = {tp: log_starts.get(atp) or 0 for atp, tp in partitions.items()}
+            check_before_serving(wanted, starts, self._on_fallback)
+            mark_fresh(wanted, starts)
             for atp, tp in partitions.items():
-                store = wanted[tp].data  # follow() keeps RocksDB stores only
-                start = log_starts.get(atp) or 0
-                persisted = store.persisted_offset(tp)
-                verdict = judge(persisted, read_coverage(store, tp.partition), start)
-                if not verdict.serves:
-                    empty(store, tp.partition)
-                    self._on_fallback(tp, verdict)
-                    persisted = None
-                if persisted is None:
-                    write_coverage(store, tp.partition, start)
-                    reader.seek(atp, start)
-                else:
-                    reader.seek(atp, persisted + 1)
+                persisted = wanted[tp].data.persisted_offset(tp)  # follow() keeps RocksDB stores only
+                reader.seek(atp, starts[tp] if persisted is None else persisted + 1)
             log.info("starcast: following %d standby changelog partitions from their stores", len(partitions))
             while generation == self._generation and not stopping():
                 fetched = await reader.getmany(timeout_ms=500, max_records=FOLLOW_BATCH)
@@ -235,7 +227,3 @@ class Follower:
         finally:
             await reader.stop()
 
-
-def standby_tables(standbys: Iterable[TP], changelogs: Mapping[str, Any]) -> dict[TP, Any]:
-    """The standby changelog partitions assigned here, each with its table."""
-    return {tp: changelogs[tp.topic] for tp in standbys if tp.topic in changelogs}
