@@ -8,13 +8,16 @@ through `model.RatingModel`.
 from __future__ import annotations
 
 import gc
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, MutableMapping
 
 from streams.core.contract import Event, parse_event
 from streams.core.indicators import IndicatorModel
 from streams.core.model import RatingModel, SellerFacts
 from streams.core.rulebook import Rulebook
 from streams.core.scoring import ScoreBook, ScoreModel
+
+if TYPE_CHECKING:
+    from streams.core.sellers import SellerCache
 
 
 def model_for(book: Rulebook | ScoreBook) -> RatingModel[Any]:
@@ -29,11 +32,14 @@ def tune_gc() -> None:
 
 
 class Engine:
-    def __init__(self, rulebook: Rulebook | ScoreBook, keep_for_freeze: bool = False):
+    def __init__(self, rulebook: Rulebook | ScoreBook, keep_for_freeze: bool = False,
+                 states: "MutableMapping[str, SellerFacts] | SellerCache[SellerFacts] | None" = None):
         self.rulebook = rulebook
         self.model = model_for(rulebook)
         self.keep_for_freeze = keep_for_freeze  # see SellerState: workers that freeze months
-        self.states: dict[str, SellerFacts] = {}
+        # Every seller in memory (a dict), or a bounded cache over a store (sellers.py): both
+        # give None for a seller they do not know, and the engine then starts a new one.
+        self.states: Any = {} if states is None else states
         self.clock: int | None = None  # the stream clock; sellers catch up when next touched
 
     def state(self, seller_id: str) -> SellerFacts:

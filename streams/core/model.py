@@ -76,6 +76,10 @@ class SellerFacts(Protocol):
         """Instants of the facts held (to re-derive the clock after a restore)."""
         ...
 
+    def size_hint(self) -> int:
+        """Estimated bytes this state holds in memory, its derived data included."""
+        ...
+
     def to_bytes(self) -> bytes:
         """The whole state as one document (snapshots, size measurements, equality)."""
         ...

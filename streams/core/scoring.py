@@ -341,6 +341,10 @@ class ScoreState:
     def to_bytes(self) -> bytes:
         return orjson.dumps([self.seller_id, [[k, key, orjson.Fragment(b)] for (k, key), b in self.entities()]])
 
+    def size_hint(self) -> int:
+        """Estimated bytes in memory (sellers.py's budget); see docs/performance.md."""
+        return 4_000 + 2_100 * sum(len(facts) for facts in self.facts.values())
+
     def fact_instants(self) -> Iterator[int]:
         if self.clock is not None:
             yield self.clock

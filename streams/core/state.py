@@ -156,6 +156,8 @@ class Order:
         return [self.buyer, self.placed, self.statuses]
 
 
+SIZE_BASE, SIZE_PER_ENTITY = 4_000, 2_100  # see size_hint
+
 ENTITY_TYPES = {CONVERSATION: Conversation, PERSON: Person, ORDER: Order}
 
 
@@ -512,6 +514,13 @@ class SellerState:
         for kind in (CONVERSATION, PERSON, ORDER, PRODUCT, PENALTY):
             for key in sorted(self._entities(kind)):
                 yield (kind, key), orjson.dumps(self.entity_dump(kind, key))
+
+    def size_hint(self) -> int:
+        """Estimated bytes in memory with the rating's aggregates (sellers.py's budget);
+        calibrated in docs/performance.md ("State beyond memory")."""
+        return SIZE_BASE + SIZE_PER_ENTITY * (len(self.conversations) + len(self.people) + len(self.orders)
+                                              + len(self.products) + len(self.penalties) + len(self.kwa)
+                                              + len(self.rfq))
 
     def to_bytes(self) -> bytes:
         """The whole state as one compact orjson document."""

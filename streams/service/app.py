@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -61,9 +62,6 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     wall = (lambda: int(time.time() * 1000)) if s.clock == "wall" else None
     selection = load_groups(s.rulebook_groups, default=s.rulebook) if s.rulebook_groups else None
     rulebook = selection.default if selection else load(s.rulebook)
-    processor: RatingProcessor | GroupedProcessor = (
-        GroupedProcessor(selection, s.partitions, wall, s.projection) if selection and selection.groups
-        else RatingProcessor(rulebook, s.partitions, wall, s.projection))
     metrics = Metrics()
     input_names = sorted(set(s.input_topics.values()))
     # With the own fetch loop the agent's records skip Faust's stream (kafka/intake.py).
@@ -78,7 +76,6 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
         **s.faust_options())
     if intake is not None:
         app.flow_control.manage_queue(cast(Any, intake))  # Faust empties it when partitions are revoked
-    app.starcast = (s, processor, metrics)  # for tests and the runner
     app.starcast_intake = intake
 
     def topic(*names: str, **kw: Any) -> faust.TopicT:
@@ -109,6 +106,16 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     # an earlier owner included: the worker publishes again what differs (kafka/fence.py).
     for published in (forecasts, official, warnings):
         published.fenced = False
+    # With RocksDB the store is the state: sellers load on first touch into a bounded cache
+    # (core/sellers.py). The memory store holds every seller in memory, as its name says.
+    source = (kafka.StoreSource(app, state_table, {"forecasts": forecasts, "official": official,
+                                                    "warnings": warnings}) if kafka.is_rocksdb(state_table) else None)
+    cache_bytes = s.state_cache_mb << 20 if source is not None else None
+    processor: RatingProcessor | GroupedProcessor = (
+        GroupedProcessor(selection, s.partitions, wall, s.projection, source, cache_bytes)
+        if selection and selection.groups
+        else RatingProcessor(rulebook, s.partitions, wall, s.projection, source, cache_bytes))
+    app.starcast = (s, processor, metrics)
     outbox = kafka.Outbox(lambda: kafka.aiokafka_producer(app), on_store_error=fatal.stop)
     batch_lock = asyncio.Lock()  # held by the agent while it handles a batch
     started = asyncio.Event()  # /healthz answers 503 until the topics and routing metadata are ready
@@ -138,16 +145,21 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
         async with batch_lock:
             in_flight = await outbox.settled()
             positions.clear()  # stream positions go back to the committed offsets
-            restored = processor.restore(*map(kafka.stored_items, (state_table, forecasts, official, warnings)))
+            if source is not None:  # sellers load on first touch: nothing is rebuilt
+                restored = processor.restore_from_store()
+            else:
+                restored = processor.restore(*map(kafka.stored_items, (state_table, forecasts, official, warnings)))
         if in_flight:
             log.info("starcast: waited for %d changelog batches before rebuilding", in_flight)
         metrics.restored.set(restored)
-        months = [record["month"] for record in processor.official.values() if "month" in record]
-        if months:  # a restarted worker still knows its latest freeze (the FreezeLate alert)
-            metrics.froze(max(months))
-        metrics.star_levels(processor.published)
-        metrics.at_risk(processor.warned)
-        log.info("starcast: rebuilt %d sellers from the state table", restored)
+        if processor.latest_month:  # a restarted worker still knows its latest freeze (the FreezeLate alert)
+            metrics.froze(processor.latest_month)
+        metrics.star_levels(processor.levels)
+        metrics.at_risk(processor.at_risk)
+        if source is not None:
+            log.info("starcast: took over %d sellers from the stores (they load on first touch)", restored)
+        else:
+            log.info("starcast: rebuilt %d sellers from the state table", restored)
 
     def settle_freeze(partition: int) -> None:
         """A due monthly freeze, once no input topic of the partition lags behind it."""
@@ -194,7 +206,8 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
             for partition in by_partition:
                 settle_freeze(partition)
             # Started under the lock: a table rebuild that follows waits for it (outbox.settled).
-            flushed = outbox.start_flush()
+            # Once its writes are in the stores, the sellers' overlay lets them go (sellers.py).
+            flushed = outbox.start_flush(partial(processor.settled, processor.batch) if source is not None else None)
         upkeep.handled += sum(type(item) is Incoming for item in items)  # the stall watch's idleness
         return flushed, list(first_handled)
 

@@ -37,6 +37,7 @@ from streams.core.rulebook import AnyBook
 from streams.core.timeutil import format_ts, parse_ts
 from streams.core.whatif import MAX_EVENTS, hypothetical, what_if
 from streams.service import history as monthly
+from streams.service import kafka
 from streams.service.access import Access, Denied
 from streams.service.live import HEARTBEAT, Hub
 from streams.service.metrics import Metrics
@@ -429,7 +430,9 @@ def register_views(app: faust.App, *, settings: Settings, processor: Any, rulebo
             if principal.kind == "seller":
                 raise Denied(403, "the overview is for operators")
             access.throttle(principal)
-            ratings = sorted(processor.published.values(), key=lambda r: (-r["stars"], r["seller_id"]))
+            # From the forecasts table (this worker's partitions): memory holds only hot sellers.
+            ratings = sorted((orjson.loads(bytes(v)) for _, v in kafka.stored_items(forecasts)),
+                             key=lambda r: (-r["stars"], r["seller_id"]))
             html = overview_page(ratings, request.query.get("token"))
             return self.bytes(html.encode(), content_type="text/html")
 

@@ -6,7 +6,7 @@ levels 0-5, partitions); seller, buyer and visitor ids never appear in metrics.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -53,6 +53,16 @@ class Metrics:
         self.standby_fallbacks = Counter("starcast_standby_fallbacks_total",
                                          "Changelog partitions whose local copy could not be shown to hold every "
                                          "record, restored from the changelog instead", registry=r)
+        self.cache_bytes = Gauge("starcast_state_cache_bytes",
+                                 "Decoded sellers held in memory, estimated (bounded by STARCAST_STATE_CACHE_MB)",
+                                 registry=r)
+        self.cache_sellers = Gauge("starcast_state_cache_sellers", "Sellers held decoded in memory", registry=r)
+        self.cache_lookups = Counter("starcast_state_cache_lookups_total",
+                                     "Seller lookups in the state cache by result (a miss reads the store)",
+                                     ["result"], registry=r)
+        self.cache_evictions = Counter("starcast_state_cache_evictions_total",
+                                       "Sellers dropped from memory to stay within the cache budget", registry=r)
+        self._cache_seen = (0, 0, 0)
         for level in range(6):
             self.sellers.labels(stars=str(level)).set(0)
         for direction in ("up", "down"):  # exported from the start, so rate()/increase() see the first change
@@ -64,12 +74,21 @@ class Metrics:
         """The latest month frozen ("YYYY-MM"), as the YYYYMM gauge the FreezeLate alert reads."""
         self.freeze_month.set(int(month.replace("-", "")))
 
-    def at_risk(self, warned: Mapping[str, dict]) -> None:
-        self.sellers_at_risk.set(sum(1 for record in warned.values() if record["kind"] == "warning"))
+    def at_risk(self, count: int) -> None:
+        self.sellers_at_risk.set(count)
 
-    def star_levels(self, published: Mapping[str, dict]) -> None:
-        counts = [0] * 6
-        for rating in published.values():
-            counts[min(max(rating["stars"], 0), 5)] += 1
+    def star_levels(self, counts: Sequence[int]) -> None:
         for level, n in enumerate(counts):
             self.sellers.labels(stars=str(level)).set(n)
+
+    def state_cache(self, caches: Iterable[Any]) -> None:
+        """The state caches' gauges, and their counters moved on by what they counted since."""
+        caches = [cache for cache in caches if cache is not None]
+        self.cache_bytes.set(sum(cache.bytes for cache in caches))
+        self.cache_sellers.set(sum(len(cache) for cache in caches))
+        now = tuple(sum(getattr(cache, name) for cache in caches) for name in ("hits", "misses", "evictions"))
+        hits, misses, evictions = (max(a - b, 0) for a, b in zip(now, self._cache_seen))
+        self._cache_seen = now
+        self.cache_lookups.labels(result="hit").inc(hits)
+        self.cache_lookups.labels(result="miss").inc(misses)
+        self.cache_evictions.inc(evictions)

@@ -22,7 +22,7 @@ import heapq
 import logging
 from collections import ChainMap
 from dataclasses import dataclass, field, fields
-from typing import Callable, Collection, Iterable, Iterator
+from typing import Callable, Collection, Iterable, Iterator, cast
 
 import orjson
 from aiokafka.partitioner import murmur2
@@ -30,12 +30,13 @@ from aiokafka.partitioner import murmur2
 from streams.core.contract import Rejected, decode, validate
 from streams.core.engine import Engine
 from streams.core.groups import RulebookSelection
-from streams.core.keys import SUMMARY, seller_of_key, split_state_key, state_key
+from streams.core.keys import SEP, SUMMARY, seller_of_key, split_state_key, state_key
 from streams.core.model import SellerFacts
 from streams.core.official import (freezable_month_end, labels, month_label, next_month_end, official_record,
                                    owed)
 from streams.core.projection import first_drop, month_end
 from streams.core.rulebook import AnyBook
+from streams.core.sellers import FORECASTS, OFFICIAL, WARNINGS, Overlay, SellerCache, SellerSource
 
 from streams.core.timeutil import month_start, next_local_midnight, parse_ts
 
@@ -124,10 +125,46 @@ def _same_but_as_of(old: dict, new: dict) -> bool:
     return {**new, "as_of": old.get("as_of")} == old
 
 
+DUE = b"\0due" + SEP  # state-table keys of the due index: DUE + seller -> next-change instant
+META = b"\0meta" + SEP  # META + rulebook + SEP + partition -> the partition's clock and marks
+
+
+def meta_key(book: str, partition: int) -> bytes:
+    return META + book.encode() + SEP + str(partition).encode()
+
+
 class RatingProcessor:
+    """The bookkeeping around the core for one rulebook's sellers.
+
+    Two ways to hold sellers. Without a `source`, every seller stays in memory (replay, tests,
+    the memory store). With one (a worker's RocksDB stores), the store is the state: sellers
+    load on first touch into a cache of `cache_bytes` (sellers.py), and what the clock needs
+    lives in small records beside them in the state table, so a restore reads no seller:
+    - the due index, `DUE + seller` -> the instant its windows next change (the day roll
+      visits only the sellers due);
+    - the partition's meta record: its clock, earliest event and the latest freeze known to be
+      in every store (written once the freeze's batch is settled).
+    """
+
     def __init__(self, rulebook: AnyBook, partitions: int, wall_clock: Callable[[], int] | None = None,
-                 projection: bool = True):
+                 projection: bool = True, source: SellerSource | None = None, cache_bytes: int | None = None,
+                 owns: Callable[[str], bool] | None = None):
         self.rulebook = rulebook
+        self.source = source
+        self.owns = owns  # which sellers are this processor's (None: all); a grouped worker has several
+        self.batch = 0  # the number of the batch being handled (see settled)
+        self.overlay = Overlay()
+        self.cache: SellerCache | None = None
+        if source is not None:
+            self.cache = SellerCache(self._load, lambda state: state.size_hint(), lambda state: not state.dirty,
+                                     cache_bytes, self._evicted)
+        self.levels = [0] * 6  # sellers by published stars
+        self.at_risk = 0  # sellers whose last star-warnings record is a warning
+        self._meta: dict[int, dict] = {}  # partition -> what its meta record says (source mode)
+        self._meta_dirty: set[int] = set()
+        self._freezes: dict[int, tuple[int, int]] = {}  # partition -> (batch, month end) not settled yet
+        self._unqueued: set[str] = set()  # sellers whose due entry the day roll took
+        self.latest_month = ""  # the latest month of an official record held or sent
         self.projecting = projection  # False: forecasts carry `projection: null`, no star-warnings
         self.partitions = partitions
         self.wall_clock = wall_clock  # when set, the clock never lags the wall clock
@@ -154,7 +191,7 @@ class RatingProcessor:
     def engine(self, partition: int) -> Engine:
         engine = self.engines.get(partition)
         if engine is None:
-            engine = self.engines[partition] = Engine(self.rulebook, keep_for_freeze=True)
+            engine = self.engines[partition] = Engine(self.rulebook, keep_for_freeze=True, states=self.cache)
         return engine
 
     def handle(self, raw: bytes, key: bytes | None, topic: str, partition: int, offset: int,
@@ -183,6 +220,9 @@ class RatingProcessor:
         state is whole (all of a message applied, or none), though the batch's forecasts are
         published only by its last steps. The result is the same however the steps are spaced."""
         touched: dict[int, set[str]] = {}
+        self.batch += 1
+        if self.cache is not None:
+            self.cache.trim()
         for item in items:
             effects = out.get(item.partition)
             if effects is None:
@@ -201,6 +241,7 @@ class RatingProcessor:
             # After applying: a freeze rates the month's last instant, so later events applied
             # first change nothing, while the event that ends a hold (see _maybe_freeze) belongs in.
             self._maybe_freeze(partition, effects, lagging)
+            self._write_meta(partition, effects)
 
     def _apply(self, message: Incoming, effects: Effects, touched: set[str]) -> None:
         """Validate one message and apply it to its seller's state (marked for re-rating).
@@ -262,7 +303,7 @@ class RatingProcessor:
             self._day_end[partition] = next_local_midnight(new, tz)
             self._roll_day(partition, new, touched)
             if old is not None and month_start(new, tz) != month_start(old, tz):
-                touched.update(engine.states)  # every projection now ends with the new month
+                touched.update(self._all_sellers(partition))  # every projection now ends with the new month
 
     def _roll_day(self, partition: int, clock: int, touched: set[str]) -> None:
         """Mark for re-rating the sellers whose windows changed since they were last rated."""
@@ -271,6 +312,7 @@ class RatingProcessor:
             when, seller = heapq.heappop(heap)
             if self._queued.get(seller) == when:  # else a stale entry: an earlier one replaced it
                 del self._queued[seller]
+                self._unqueued.add(seller)
                 touched.add(seller)
 
     def latest_freezable_month(self, clock: int) -> int:
@@ -338,12 +380,19 @@ class RatingProcessor:
         engine = self.engine(partition)
         months = labels(self.rulebook, month_end)  # the same for every seller of the month
         month = months["month"]
-        for seller in sorted(engine.states):
-            state = engine.states[seller]
-            if not owed(state, month_end):
+        for seller in sorted(self._all_sellers(partition)):
+            state = engine.states.get(seller)
+            if state is None or not owed(state, month_end):
                 continue  # no event before the month ended: nothing to rate
             if state.frozen_until is not None and state.frozen_until >= month_end:
-                continue  # frozen before: the record was saved with the state
+                # Frozen before: the record was saved with the state. If the official table
+                # lacks it (a crash between the two writes), send it again.
+                record = state.official
+                if record is not None and self.official.get(seller, {}).get("month", "") < record["month"]:
+                    self.official[seller] = record
+                    effects.monthly.append((seller, record))
+                    self._overlay(seller, OFFICIAL, record)
+                continue
             known = self.official.get(seller)
             if known is not None and known.get("month", "") >= month:
                 # Frozen and sent before (the official table is star-ratings-monthly); only the
@@ -352,11 +401,14 @@ class RatingProcessor:
                 self._write_summary(state, effects)
                 continue
             record = official_record(engine, seller, month_end, months)
+            self.latest_month = max(self.latest_month, record["month"])
             self.official[seller] = record
             effects.monthly.append((seller, record))
+            self._overlay(seller, OFFICIAL, record)
             state.mark_frozen(month_end, record)
             self._write_summary(state, effects)
         self._frozen_through[partition] = month_end
+        self._freezes[partition] = (self.batch, month_end)
 
     # ---- publication ------------------------------------------------------------------------
     def _publish(self, partition: int, seller: str, effects: Effects) -> None:
@@ -370,19 +422,30 @@ class RatingProcessor:
         if last is None or not _same_but_as_of(last, rating):
             self.published[seller] = rating
             effects.forecasts.append((seller, rating))
+            self._overlay(seller, FORECASTS, rating)
+            self._count_level(last, rating)
             if last is not None and last["stars"] != rating["stars"]:
                 effects.changes.append((seller, self._change(seller, last, rating)))
         self._warn(engine, seller, rating, clock, effects)
         state = engine.states[seller]
         self._collect_writes(state, effects)
+        meta = self._meta.setdefault(partition, {}) if self.source is not None else None
+        if meta is not None and state.clock is not None and state.clock > (meta.get("clock") or -1):
+            meta["clock"] = state.clock
+            self._meta_dirty.add(partition)
         when = state.next_change()
-        if when is not None:
+        unqueued = seller in self._unqueued
+        self._unqueued.discard(seller)
+        queued = self._queued.get(seller)
+        if when is not None and (queued is None or when < queued):
             # One live entry per seller: pushing on every event grew the heap by one entry per
             # event until the next midnight (unbounded under re-delivery bursts).
-            queued = self._queued.get(seller)
-            if queued is None or when < queued:
-                self._queued[seller] = when
-                heapq.heappush(self._due.setdefault(partition, []), (when, seller))
+            self._queued[seller] = when
+            heapq.heappush(self._due.setdefault(partition, []), (when, seller))
+            if self.source is not None:
+                effects.state_writes.append((DUE + seller.encode(), str(when).encode()))
+        elif unqueued and queued is None and self.source is not None:
+            effects.state_writes.append((DUE + seller.encode(), None))
 
     def _projection(self, engine: Engine, seller: str, clock: int, effects: Effects) -> dict | None:
         """The seller's projection as of `clock` (docs/spec.md §3.1): computed again only when
@@ -434,8 +497,10 @@ class RatingProcessor:
                       "projected_stars": projection["stars"], "projected_at": projection["at"]}
         else:
             return
+        self.at_risk += (record["kind"] == "warning") - (last is not None and last["kind"] == "warning")
         self.warned[seller] = record
         effects.warnings.append((seller, record))
+        self._overlay(seller, WARNINGS, record)
 
     def _change(self, seller: str, old: dict, new: dict) -> dict:
         moved = [name for name, ind in new["indicators"].items()
@@ -458,30 +523,42 @@ class RatingProcessor:
         """Only the summary (freeze mark + record, one value): a month's freeze touches every
         seller of the partition, and their other pending writes can wait for their next event."""
         state.dirty.discard((SUMMARY, ""))
-        effects.state_writes.append((state_key(state.seller_id, SUMMARY, ""), orjson.dumps(state.summary_dump())))
+        key, data = state_key(state.seller_id, SUMMARY, ""), orjson.dumps(state.summary_dump())
+        effects.state_writes.append((key, data))
+        if self.cache is not None:
+            self.overlay.put(self.batch, state.seller_id, "state", key, data)
 
     def _collect_writes(self, state: SellerFacts, effects: Effects) -> None:
         if not state.dirty:
             return
+        seller = state.seller_id
         for (kind, key), data in state.take_dirty():
-            effects.state_writes.append((state_key(state.seller_id, kind, key), data))
+            raw = state_key(seller, kind, key)
+            effects.state_writes.append((raw, data))
+            if self.cache is not None:
+                self.overlay.put(self.batch, seller, "state", raw, data)
+        if self.cache is not None:
+            self.cache.resize(seller)
+
+    def _overlay(self, seller: str, table: str, record: dict) -> None:
+        """A published record, readable until the store has it (sellers.py)."""
+        if self.cache is not None:
+            self.overlay.put(self.batch, seller, table, seller.encode(), cast(bytes, record))
+
+    def _count_level(self, last: dict | None, rating: dict) -> None:
+        if last is not None:
+            self.levels[min(max(last["stars"], 0), 5)] -= 1
+        self.levels[min(max(rating["stars"], 0), 5)] += 1
 
     # ---- recovery ---------------------------------------------------------------------------
     def restore(self, state_items: Iterable[tuple[bytes, bytes]], forecasts: Iterable[tuple[bytes, bytes]],
                 official: Iterable[tuple[bytes, bytes]], warnings: Iterable[tuple[bytes, bytes]] = ()) -> int:
         """Rebuild memory from the tables after a (re)assignment; returns sellers restored."""
-        self.engines.clear()
-        self._projections.clear()
-        self._stale.clear()
-        self._due.clear()
-        self._queued.clear()
-        self._frozen_through.clear()
-        self._topic_clock.clear()  # positions go back to the committed offsets
-        self._next_freeze.clear()
-        self._earliest.clear()
-        self._day_end.clear()
+        self._clear_sellers()
         grouped: dict[str, list[tuple[str, str, bytes]]] = {}
         for raw_key, data in state_items:
+            if bytes(raw_key[:1]) == b"\0":
+                continue  # the due index and meta records (only a store-backed processor keeps them)
             seller, kind, key = split_state_key(bytes(raw_key))
             grouped.setdefault(seller, []).append((kind, key, bytes(data)))
         for seller, items in grouped.items():
@@ -497,6 +574,8 @@ class RatingProcessor:
         self.published = {bytes(k).decode(): orjson.loads(v) for k, v in forecasts}
         self.official = {bytes(k).decode(): orjson.loads(v) for k, v in official}
         self.warned = {bytes(k).decode(): orjson.loads(v) for k, v in warnings}
+        self._count_all(self.published.values(), self.warned.values())
+        self.latest_month = max((r.get("month", "") for r in self.official.values()), default="")
         for partition, engine in self.engines.items():  # the state's record outranks the table
             for seller, state in engine.states.items():
                 record = state.official
@@ -506,6 +585,136 @@ class RatingProcessor:
                 if record is not None:
                     self.official[seller] = record
         return len(grouped)
+
+    def _clear_sellers(self) -> None:
+        self.engines.clear()
+        self._projections.clear()
+        self._stale.clear()
+        self._due.clear()
+        self._queued.clear()
+        self._unqueued.clear()
+        self._frozen_through.clear()
+        self._topic_clock.clear()  # positions go back to the committed offsets
+        self._next_freeze.clear()
+        self._earliest.clear()
+        self._day_end.clear()
+        self._pending.clear()
+        self._republish.clear()
+        self._meta.clear()
+        self._meta_dirty.clear()
+        self._freezes.clear()
+        self.overlay.clear()
+        if self.cache is not None:
+            self.cache.clear()
+
+    def _count_all(self, forecasts: Iterable[dict], warnings: Iterable[dict]) -> None:
+        self.levels = [0] * 6
+        for rating in forecasts:
+            self.levels[min(max(rating["stars"], 0), 5)] += 1
+        self.at_risk = sum(1 for record in warnings if record["kind"] == "warning")
+
+    def restore_from_store(self) -> int:
+        """Take the partitions the source holds after a (re)assignment, reading no seller: the
+        meta records give the clocks, the due index the sellers the clock will need, and the
+        published records the gauges' counts. Sellers load on first touch. Returns the sellers
+        with a published forecast."""
+        assert self.source is not None and self.cache is not None
+        self._clear_sellers()
+        self.published, self.official, self.warned = {}, {}, {}
+        owns = self.owns or (lambda seller: True)
+        forecasts: list[dict] = []
+        warnings: list[dict] = []
+        self.latest_month = ""
+        for partition in self.source.partitions():
+            engine = self.engine(partition)
+            raw = next((v for k, v in self.source.scan(partition, meta_key(self.rulebook.name, partition))), None)
+            meta = self._meta[partition] = orjson.loads(raw) if raw is not None else {}
+            if meta.get("clock") is not None:
+                engine.clock = meta["clock"]
+            if meta.get("earliest") is not None:
+                self._earliest[partition] = meta["earliest"]
+            if meta.get("frozen_through") is not None:
+                self._frozen_through[partition] = meta["frozen_through"]
+            heap = self._due.setdefault(partition, [])
+            for key, value in self.source.scan(partition, DUE):
+                seller = key[len(DUE):].decode()
+                if owns(seller):
+                    when = int(value)
+                    self._queued[seller] = when
+                    heap.append((when, seller))
+            heapq.heapify(heap)
+            if engine.clock is not None:  # windows that changed while no worker rated them
+                self._roll_day(partition, engine.clock, self._pending.setdefault(partition, set()))
+            forecasts.extend(r for r in map(orjson.loads, self.source.values(FORECASTS, partition))
+                             if owns(r["seller_id"]))
+            warnings.extend(r for r in map(orjson.loads, self.source.values(WARNINGS, partition))
+                            if owns(r["seller_id"]))
+            for record in map(orjson.loads, self.source.values(OFFICIAL, partition)):
+                if owns(record.get("seller_id", "")) and record.get("month", "") > self.latest_month:
+                    self.latest_month = record["month"]
+        self._count_all(forecasts, warnings)
+        return len(forecasts)
+
+    def _load(self, seller: str) -> SellerFacts | None:
+        """A seller from the store, with its unsettled writes on top (the cache's loader)."""
+        assert self.source is not None
+        partition = self.partition_of[seller]
+        stored = self.overlay.over(seller, self.source.load(partition, seller))
+        if not stored:
+            return None
+        engine = self.engine(partition)
+        items = [split_state_key(key) for key, _ in stored.entities]
+        state = engine.model.state_from_entities(
+            seller, [(kind, key, value) for (_, kind, key), (_, value) in zip(items, stored.entities)], True)
+        state.clock = max([state.clock or 0, *state.fact_instants()]) or None
+        for table, into in ((FORECASTS, self.published), (OFFICIAL, self.official), (WARNINGS, self.warned)):
+            value = stored.records.get(table)
+            if value is not None:
+                into[seller] = orjson.loads(value) if isinstance(value, bytes) else cast(dict, value)
+        record = state.official
+        if record is not None and self.official.get(seller, {}).get("month", "") < record["month"]:
+            # Saved with the state, lost on its way to star-ratings-monthly (the table).
+            self._republish.setdefault(partition, []).append((seller, record))
+            self.official[seller] = record
+        return state
+
+    def _evicted(self, seller: str) -> None:
+        for held in (self.published, self.official, self.warned, self._projections):
+            held.pop(seller, None)
+        self._stale.discard(seller)
+
+    def _all_sellers(self, partition: int) -> set[str]:
+        """Every seller of the partition: those held, and (with a store) those stored."""
+        engine = self.engine(partition)
+        if self.source is None:
+            return set(engine.states)
+        owns = self.owns or (lambda seller: True)
+        held = {seller for seller in self.cache or () if self.partition_of[seller] == partition}
+        return held | {seller for seller in self.source.sellers(partition) if owns(seller)}
+
+    def settled(self, batch: int) -> None:
+        """Everything batches up to `batch` wrote is in the stores: the overlay lets it go, and a
+        freeze of those batches may now be recorded in the partition's meta record."""
+        self.overlay.settle(batch)
+        for partition, (frozen_in, frozen_month) in list(self._freezes.items()):
+            if frozen_in <= batch:
+                del self._freezes[partition]
+                meta = self._meta.setdefault(partition, {})
+                if (meta.get("frozen_through") or -1) < frozen_month:
+                    meta["frozen_through"] = frozen_month
+                    self._meta_dirty.add(partition)
+
+    def _write_meta(self, partition: int, effects: Effects) -> None:
+        if self.source is None:
+            return
+        meta = self._meta.setdefault(partition, {})
+        earliest = self._earliest.get(partition)
+        if earliest is not None and earliest != meta.get("earliest"):
+            meta["earliest"] = earliest
+            self._meta_dirty.add(partition)
+        if partition in self._meta_dirty:
+            self._meta_dirty.discard(partition)
+            effects.state_writes.append((meta_key(self.rulebook.name, partition), orjson.dumps(meta)))
 
     def _catch_up(self, partition: int, effects: Effects, touched: set[str]) -> None:
         """After a restore: publish what a crash may have left unpublished, rebuild due times."""
@@ -530,6 +739,9 @@ class RatingProcessor:
     def clocks(self) -> dict[int, int]:
         return {p: e.clock for p, e in self.engines.items() if e.clock is not None}
 
+    def caches(self) -> list[SellerCache]:
+        return [] if self.cache is None else [self.cache]
+
 
 def _warning_key(record: dict) -> tuple:
     """What makes a warning the same warning: the stars, the projection and the first drop."""
@@ -547,15 +759,51 @@ class GroupedProcessor:
     dead-letters it. Not used at all when the deployment has no seller groups."""
 
     def __init__(self, selection: RulebookSelection, partitions: int, wall_clock: Callable[[], int] | None = None,
-                 projection: bool = True):
+                 projection: bool = True, source: SellerSource | None = None, cache_bytes: int | None = None):
         self.selection = selection
-        self.processors = {book.name: RatingProcessor(book, partitions, wall_clock, projection)
-                           for book in selection.rulebooks}
+        books = selection.rulebooks
+        share = None if cache_bytes is None else cache_bytes // len(books)  # the budget, split evenly
+        self.processors = {book.name: RatingProcessor(book, partitions, wall_clock, projection, source, share,
+                                                      owns=self._owned_by(book.name))
+                           for book in books}
         self.default = self.processors[selection.default.name]
         self.partition_of = self.default.partition_of
 
     def processor_for(self, seller_id: str) -> RatingProcessor:
         return self.processors[self.selection.rulebook_for(seller_id).name]
+
+    def _owned_by(self, name: str) -> Callable[[str], bool]:
+        return lambda seller: self.selection.rulebook_for(seller).name == name
+
+    @property
+    def source(self) -> SellerSource | None:
+        return self.default.source
+
+    @property
+    def batch(self) -> int:
+        return self.default.batch  # every processor counts every batch (batch_steps)
+
+    def settled(self, batch: int) -> None:
+        for processor in self.processors.values():
+            processor.settled(batch)
+
+    def restore_from_store(self) -> int:
+        return sum(processor.restore_from_store() for processor in self.processors.values())
+
+    def caches(self) -> list[SellerCache]:
+        return [cache for p in self.processors.values() for cache in p.caches()]
+
+    @property
+    def levels(self) -> list[int]:
+        return [sum(counts) for counts in zip(*(p.levels for p in self.processors.values()))]
+
+    @property
+    def at_risk(self) -> int:
+        return sum(p.at_risk for p in self.processors.values())
+
+    @property
+    def latest_month(self) -> str:
+        return max(p.latest_month for p in self.processors.values())
 
     def _route(self, raw: bytes) -> RatingProcessor:
         try:
@@ -575,7 +823,9 @@ class GroupedProcessor:
             else:
                 routed[self._route(item.raw)].append(item)
         results: list[dict[int, Effects]] = []
+        number = self.default.batch + 1
         for processor, batch in routed.items():
+            processor.batch = number - 1 if batch else number  # batch_steps counts its own
             if batch:
                 results.append({})
                 yield from processor.batch_steps(batch, lagging, results[-1])

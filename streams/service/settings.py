@@ -140,6 +140,10 @@ class Settings:
         _one_of("rocksdb://", "memory://"), "rocksdb:// or memory://"))
     data_dir: str = field(default="./starcast-data", metadata=spec(
         "STARCAST_DATA_DIR", "Where the RocksDB stores live.", "Topics and state", allowed="a directory path"))
+    state_cache_mb: int = field(default=256, metadata=spec(
+        "STARCAST_STATE_CACHE_MB", "Memory for decoded sellers (MiB, estimated). With the RocksDB store the "
+        "store is the state: sellers load on first touch and the least recently used leave when this is "
+        "full. The memory store keeps every seller.", "Topics and state", _integer(1), "an integer >= 1"))
     standby_replicas: int = field(default=0, metadata=spec(
         "STARCAST_STANDBY_REPLICAS", "Standby replicas of each table partition: another worker keeps a "
         "copy of it from the changelog, so a takeover reads only the tail. A copy that cannot be shown to hold "

@@ -74,8 +74,9 @@ class Upkeep:
     def update_gauges(self) -> None:
         """Gauges read from the processor and the consumer (on a timer and on every scrape)."""
         metrics, processor = self.metrics, self.processor
-        metrics.star_levels(processor.published)
-        metrics.at_risk(processor.warned)
+        metrics.star_levels(processor.levels)
+        metrics.at_risk(processor.at_risk)
+        metrics.state_cache(processor.caches())
         for partition, clock in processor.clocks().items():
             metrics.clock.labels(partition=str(partition)).set(clock / 1000)
         consumer = self.app.consumer

@@ -90,6 +90,7 @@ class Outbox:
         # Called with a description when an acknowledged write cannot go into its local store
         # (a full or failing disk): the store then stays behind its changelog, never ahead.
         self.on_store_error = on_store_error
+        self.store_failed = False  # a store refused an acknowledged write: nothing is "stored" any more
         self._records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers]]] = {}
         self._tables: dict[str, faust.Table] = {}  # changelog topic -> its table
         self._in_flight: set[asyncio.Future] = set()  # changelog batches sent, not yet acknowledged
@@ -118,36 +119,57 @@ class Outbox:
         epoch = getattr(table, "write_epochs", {}).get(partition)
         self.send(topic, partition, key, value, None if epoch is None else [(EPOCH_HEADER, str(epoch).encode())])
 
-    def start_flush(self) -> asyncio.Future[int]:
+    def _store_error(self, description: str) -> None:
+        self.store_failed = True
+        if self.on_store_error is None:
+            raise RuntimeError(description)
+        self.on_store_error(description)
+
+    def start_flush(self, on_stored: Callable[[], None] | None = None) -> asyncio.Future[int]:
         """Start handing every record queued so far to the Kafka client, after every flush
         started before it; the future gives how many. Records queued from now on belong to
         the next flush.
 
         The topic-partitions go concurrently: aiokafka holds a new batch for a partition until
         the previous one has been sent (up to `linger_ms`), and waiting for each partition in
-        turn made that wait once per partition per batch."""
+        turn made that wait once per partition per batch.
+
+        `on_stored` is called once every table write of this flush is acknowledged and in its
+        local store (never, if one failed)."""
         records, self._records = self._records, {}
-        self._flushing = asyncio.ensure_future(self._flush_after(self._flushing, records))
+        self._flushing = asyncio.ensure_future(self._flush_after(self._flushing, records, on_stored))
         return self._flushing
 
-    async def _flush_after(self, previous: asyncio.Future | None, records: dict) -> int:
+    async def _flush_after(self, previous: asyncio.Future | None, records: dict,
+                           on_stored: Callable[[], None] | None = None) -> int:
         if previous is not None:
             await previous  # a failed flush fails every later one: nothing is sent out of order
         client = self.client()
-        counts = await asyncio.gather(*(self._send_all(client, topic, partition, queued)
+        delivered: list[asyncio.Future] = []
+        counts = await asyncio.gather(*(self._send_all(client, topic, partition, queued, delivered)
                                         for (topic, partition), queued in records.items()))
+        if on_stored is not None:
+            # Each delivery's _stored callback runs before the gather's own (callbacks run in
+            # the order they were added), so the stores hold the writes when on_stored runs.
+            asyncio.gather(*delivered).add_done_callback(partial(self._report_stored, on_stored))
         return sum(counts)
 
-    async def _send_all(self, client, topic: str, partition: int, queued: list) -> int:
+    def _report_stored(self, on_stored: Callable[[], None], done: asyncio.Future) -> None:
+        if not done.cancelled() and done.exception() is None and not self.store_failed:
+            on_stored()
+
+    async def _send_all(self, client, topic: str, partition: int, queued: list,
+                        delivered: list[asyncio.Future]) -> int:
         sent, batch, start = 0, client.create_batch(), 0
         for i, (key, value, headers) in enumerate(queued):
             if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                sent += await self._send(client, batch, topic, partition, queued[start:i])
+                sent += await self._send(client, batch, topic, partition, queued[start:i], delivered)
                 batch, start = client.create_batch(), i
                 batch.append(timestamp=None, key=key, value=value, headers=headers)
-        return sent + await self._send(client, batch, topic, partition, queued[start:])
+        return sent + await self._send(client, batch, topic, partition, queued[start:], delivered)
 
-    async def _send(self, client, batch, topic: str, partition: int, records: list) -> int:
+    async def _send(self, client, batch, topic: str, partition: int, records: list,
+                    delivered_all: list[asyncio.Future]) -> int:
         count = batch.record_count()
         if count:
             delivered = await client.send_batch(batch, topic, partition=partition)
@@ -156,7 +178,8 @@ class Outbox:
                 writes = [(key, value) for key, value, _ in records]
                 epochs = [stamped for _, _, headers in records if (stamped := epoch_of(headers)) is not None]
                 delivered.add_done_callback(partial(_stored, table, TP(topic, partition), writes,
-                                                    max(epochs, default=None), self.on_store_error))
+                                                    max(epochs, default=None), self._store_error))
+                delivered_all.append(delivered)
                 self._in_flight.add(delivered)  # after _stored: settled() returns once it has run
                 delivered.add_done_callback(self._in_flight.discard)
         return count

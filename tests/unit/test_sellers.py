@@ -1,0 +1,191 @@
+"""The store is the state: a processor over a store with a cache too small to hold a seller gives
+exactly the output of one that holds every seller in memory, through batches, day rolls, a month
+start, the monthly freeze and restores (core/sellers.py, service/processor.py)."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from streams.core.keys import state_key
+from streams.core.rulebook import load
+from streams.core.sellers import FORECASTS, OFFICIAL, WARNINGS, MemorySource, Overlay, SellerCache, SellerRecords
+from streams.core.timeutil import format_ts, parse_ts
+from streams.lab.workload import events as workload
+from streams.service.processor import DUE, Effects, Incoming, RatingProcessor, Tick, partition_for
+
+PARTITIONS = 3
+
+
+def apply(source: MemorySource, partition: int, effects: Effects) -> None:
+    """What a worker's stores take once a batch's changelog records are acknowledged."""
+    for key, value in effects.state_writes:
+        source.write("state", partition, key, value)
+    for table, records in ((FORECASTS, effects.forecasts), (OFFICIAL, effects.monthly),
+                           (WARNINGS, effects.warnings)):
+        for seller, record in records:
+            source.write(table, partition, seller.encode(), orjson.dumps(record))
+
+
+def outputs(out: dict[int, Effects]) -> list:
+    return sorted((p, [orjson.dumps(x) for x in (e.forecasts, e.changes, e.monthly, e.warnings)])
+                  for p, e in out.items())
+
+
+def batches(n: int, sellers: int, seed: int) -> list[list[Incoming | Tick]]:
+    """The workload in batches, shuffled a little within each, with a tick past each midnight
+    and a last one past the month's freeze."""
+    rng = random.Random(seed)
+    items: list[Incoming | Tick] = []
+    day = None
+    for i, event in enumerate(workload(n, sellers, seed=seed, start="2026-03-20T00:00:00Z", days=14)):
+        raw = orjson.dumps(event)
+        if day is not None and event["ts"][:10] != day:
+            items.extend(Tick(p, parse_ts(event["ts"][:10] + "T00:00:01Z")) for p in range(PARTITIONS))
+        day = event["ts"][:10]
+        partition = partition_for(event["seller_id"], PARTITIONS)
+        items.append(Incoming(raw, event["seller_id"].encode(), "buyer-messages", partition, i))
+    last = parse_ts("2026-04-10T00:00:00Z")
+    items.extend(Tick(p, last) for p in range(PARTITIONS))
+    out, i = [], 0
+    while i < len(items):
+        size = rng.randint(1, 60)
+        chunk = items[i:i + size]
+        i += size
+        out.append(chunk)
+    return out
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_a_one_byte_cache_over_a_store_gives_what_memory_gives(seed):
+    book = load("global-2023")
+    memory = RatingProcessor(book, PARTITIONS)
+    source = MemorySource()
+    stored = RatingProcessor(book, PARTITIONS, source=source, cache_bytes=1)
+    pending: list[tuple[int, dict[int, Effects]]] = []  # batches in flight: stored one batch late
+    frozen = 0
+    for chunk in batches(2500, 30, seed):
+        expected = memory.handle_batch(chunk)
+        frozen += sum(len(e.monthly) for e in expected.values())
+        got = stored.handle_batch(chunk)
+        assert outputs(got) == outputs(expected)
+        pending.append((stored.batch, got))
+        if len(pending) > 1:
+            number, effects = pending.pop(0)
+            for partition, e in effects.items():
+                apply(source, partition, e)
+            stored.settled(number)
+    assert frozen >= 20  # March was frozen on the way
+    assert stored.cache is not None and stored.cache.evictions > 100  # eviction ran all along
+    assert len(stored.cache) <= 1 + 60  # within budget but for the running batch's sellers
+    assert memory.levels == stored.levels and memory.at_risk == stored.at_risk
+    assert memory.levels == [sum(1 for r in memory.published.values() if r["stars"] == n) for n in range(6)]
+
+
+def test_a_restore_reads_no_seller_and_the_next_batches_agree():
+    book = load("global-2023")
+    memory = RatingProcessor(book, PARTITIONS)
+    source = MemorySource()
+    stored = RatingProcessor(book, PARTITIONS, source=source, cache_bytes=1 << 30)
+    chunks = batches(2500, 30, 5)
+    half = len(chunks) // 2
+    for chunk in chunks[:half]:
+        memory.handle_batch(chunk)
+        for partition, e in stored.handle_batch(chunk).items():
+            apply(source, partition, e)
+        stored.settled(stored.batch)
+    # A restart: the memory processor rebuilds every seller, the stored one reads none.
+    tables = {name: [(k, v) for p in data for k, v in data[p].items()] for name, data in source.tables.items()}
+    memory.restore(tables["state"], tables[FORECASTS], tables[OFFICIAL], tables[WARNINGS])
+    loads = []
+    stored.source = source
+    original = source.load
+    source.load = lambda p, s: loads.append(s) or original(p, s)  # type: ignore[method-assign]
+    assert stored.restore_from_store() == len(memory.published)
+    assert loads == [] and len(stored.cache or ()) == 0
+    assert stored.levels == memory.levels and stored.latest_month == memory.latest_month
+    assert {p: e.clock for p, e in stored.engines.items()} == {p: e.clock for p, e in memory.engines.items()}
+    for chunk in chunks[half:]:
+        expected = memory.handle_batch(chunk)
+        got = stored.handle_batch(chunk)
+        for partition, e in got.items():
+            apply(source, partition, e)
+        stored.settled(stored.batch)
+        assert [(s, r["stars"]) for e in got.values() for s, r in e.monthly] == \
+            [(s, r["stars"]) for e in expected.values() for s, r in e.monthly]
+    # Whatever came out in between, the last forecasts agree (the stored one's from its tables).
+    final = {seller: orjson.loads(v) for p in source.tables[FORECASTS] for seller, v in
+             ((k.decode(), v) for k, v in source.tables[FORECASTS][p].items())}
+    assert final == {s: orjson.loads(orjson.dumps(r)) for s, r in memory.published.items()}
+    assert len(loads) < len(memory.published) + 1  # only the sellers touched since were loaded
+
+
+def test_the_due_index_is_what_the_clock_keeps():
+    book = load("global-2023")
+    source = MemorySource()
+    stored = RatingProcessor(book, PARTITIONS, source=source, cache_bytes=1)
+    for chunk in batches(1500, 20, 7):
+        for partition, e in stored.handle_batch(chunk).items():
+            apply(source, partition, e)
+        stored.settled(stored.batch)
+    index = {k[len(DUE):].decode(): int(v) for p in source.tables["state"] for k, v in
+             source.tables["state"][p].items() if k.startswith(DUE)}
+    assert index == stored._queued and index  # noqa: SLF001 - the index is the heap's persisted copy
+
+
+def test_the_overlay_keeps_a_write_until_its_batch_and_no_later_one_is_settled():
+    overlay = Overlay()
+    key = state_key("s1", "p", "v1")
+    overlay.put(1, "s1", "state", key, b"one")
+    overlay.put(2, "s1", "state", key, b"two")
+    overlay.put(2, "s1", FORECASTS, b"s1", {"stars": 3})
+    overlay.settle(1)
+    seen = overlay.over("s1", SellerRecords([(key, b"stored")], {}))
+    assert seen.entities == [(key, b"two")] and seen.records == {FORECASTS: {"stars": 3}}
+    overlay.settle(2)
+    assert overlay.over("s1", SellerRecords([(key, b"stored")], {})).entities == [(key, b"stored")]
+    assert len(overlay) == 0 and overlay.bytes == 0
+    overlay.put(3, "s1", "state", key, None)  # a delete hides the stored value until settled
+    assert overlay.over("s1", SellerRecords([(key, b"stored")], {})).entities == []
+
+
+def test_the_cache_evicts_least_recent_first_and_never_a_dirty_state():
+    class St:
+        def __init__(self, size: int, dirty: bool = False):
+            self.size, self.dirty = size, dirty
+
+    stored = {"a": St(10), "b": St(10, dirty=True), "c": St(10)}
+    evicted: list[str] = []
+    cache = SellerCache(stored.get, lambda s: s.size, lambda s: not s.dirty, budget=25, on_evict=evicted.append)
+    for seller in ("a", "b", "c"):
+        assert cache.get(seller) is stored[seller]
+    assert evicted == ["a"] and "b" in cache and cache.bytes == 20  # b is dirty: it stays
+    cache.get("c")
+    cache.get("a")  # loaded again; c is now the least recent clean one
+    assert evicted == ["a", "c"] and cache.misses == 4 and cache.hits == 1
+
+
+def test_ticks_only_batches_keep_the_days_forecasts_flowing():
+    """A seller whose window changes at a day roll is re-rated with a store too."""
+    book = load("global-2023")
+    source = MemorySource()
+    stored = RatingProcessor(book, 1, source=source, cache_bytes=1)
+    memory = RatingProcessor(book, 1)
+    start = parse_ts("2026-03-02T10:00:00Z")
+    events = [{"event_id": f"e{i}", "type": "store_visit", "seller_id": "s1", "ts": format_ts(start + i * 1000),
+               "visitor_id": f"v{i}"} for i in range(5)]
+    for processor in (stored, memory):
+        out = processor.handle_batch([Incoming(orjson.dumps(e), b"s1", "store-visits", 0, i)
+                                      for i, e in enumerate(events)])
+        if processor is stored:
+            apply(source, 0, out[0])
+            stored.settled(stored.batch)
+    for day in range(3, 40):
+        when = parse_ts(f"2026-{3 + (day - 1) // 31:02d}-{(day - 1) % 31 + 1:02d}T00:00:05Z")
+        got = stored.handle_batch([Tick(0, when)])
+        assert outputs(got) == outputs(memory.handle_batch([Tick(0, when)]))
+        for partition, e in got.items():
+            apply(source, partition, e)
+        stored.settled(stored.batch)
