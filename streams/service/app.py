@@ -145,10 +145,15 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
         async with batch_lock:
             in_flight = await outbox.settled()
             positions.clear()  # stream positions go back to the committed offsets
-            if source is not None:  # sellers load on first touch: nothing is rebuilt
-                restored = processor.restore_from_store()
-            else:
-                restored = processor.restore(*map(kafka.stored_items, (state_table, forecasts, official, warnings)))
+            try:
+                if source is not None:  # sellers load on first touch: nothing is rebuilt
+                    restored = processor.restore_from_store()
+                else:
+                    restored = processor.restore(*map(kafka.stored_items, (state_table, forecasts, official,
+                                                                           warnings)))
+            except Exception as exc:  # Faust would only log it and go on with half a processor
+                fatal.stop(f"rebuilding the processor from the stores failed ({type(exc).__name__}: {exc})", 70)
+                raise
         if in_flight:
             log.info("starcast: waited for %d changelog batches before rebuilding", in_flight)
         metrics.restored.set(restored)

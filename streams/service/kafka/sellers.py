@@ -20,6 +20,8 @@ from streams.core.keys import SEP
 from streams.core.sellers import RECORD_TABLES, SellerRecords
 from streams.service.kafka.fence import FENCE_KEY
 
+NOT_RECORDS = (b"__faust\0offset__", FENCE_KEY)  # Faust's persisted offset, the epoch fence
+
 
 def is_rocksdb(table: Any) -> bool:
     """Whether the table's store is Faust's RocksDB store (one database per partition)."""
@@ -63,7 +65,7 @@ class StoreSource:
             if key is None:
                 return
             key = bytes(key)
-            if key == FENCE_KEY or SEP not in key:
+            if SEP not in key:  # Faust's persisted offset, the epoch fence
                 start = key + b"\0"
                 continue
             seller = key.split(SEP, 1)[0]
@@ -72,5 +74,5 @@ class StoreSource:
 
     def values(self, table: str, partition: int) -> Iterator[bytes]:
         for key, value in self._db(self.records[table], partition).items():
-            if key != FENCE_KEY:
+            if key not in NOT_RECORDS:
                 yield bytes(value)
