@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from importlib import resources
 
 from streams.core.rulebook import RulebookError, available, load
@@ -129,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="replay's speed and peak RSS beside the state it keeps, on files of --sizes events")
     p.add_argument("--restore", action="store_true",
                    help="a fresh worker's restore beside a raw read of its changelogs, on the state of --sizes events")
+    p.add_argument("--memory", action="store_true",
+                   help="one worker's peak RSS, events/s and cache hit rate on a state 1x and 4x the size with a "
+                        "64 MiB state cache, a fresh worker's restore of the larger; events/s with a cache holding "
+                        "the state and a tenth of it")
+    p.add_argument("--baseline", default=None,
+                   help="with --memory: a checkout of an earlier commit whose worker runs first on the same input")
     p.add_argument("--faust-path", action="store_true",
                    help="with --restore: also restore through Faust's per-record recovery (STARCAST_BULK_RESTORE=0)")
     p.add_argument("--sizes", default=None,
@@ -259,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_replay_bench([int(n) for n in (args.sizes or "100000,1000000").split(",")], args.seed,
                                     args.json)
+        if args.memory:
+            from streams.lab.bench_memory import run_memory_bench
+
+            return run_memory_bench(64, args.seed, Path(args.baseline) if args.baseline else None, args.json)
         if args.restore:
             from streams.lab.bench_restore import run_restore_bench
 

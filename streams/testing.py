@@ -35,8 +35,9 @@ class WorkerProcess:
     """A `starcast worker` child process with its own web port and data directory."""
 
     def __init__(self, broker_url: str, prefix: str, workdir: Path, name: str, store: str = "rocksdb://",
-                 partitions: int = 4, extra_env: dict[str, str] | None = None):
+                 partitions: int = 4, extra_env: dict[str, str] | None = None, cwd: Path | None = None):
         self.name, self.prefix, self.store, self.partitions = name, prefix, store, partitions
+        self.cwd = cwd  # where `python -m streams.cli` runs: another checkout's code, for a baseline
         self.broker_url = broker_url
         self.data_dir = str(workdir / f"data-{name}")
         self.log = workdir / f"{name}.log"
@@ -51,7 +52,7 @@ class WorkerProcess:
                    STARCAST_DATA_DIR=self.data_dir, STARCAST_PARTITIONS=str(self.partitions), **self.extra_env)
         self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
                                         env=env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        start_new_session=True, cwd=self.cwd)
         return self
 
     @property
