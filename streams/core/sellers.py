@@ -75,13 +75,19 @@ class MemorySource:
 
     def __init__(self) -> None:
         self.tables: dict[str, dict[int, dict[bytes, bytes]]] = {name: {} for name in ("state", *RECORD_TABLES)}
+        self._heads: dict[int, dict[bytes, set[bytes]]] = {}  # partition -> key head (to SEP) -> state keys
 
     def write(self, table: str, partition: int, key: bytes, value: bytes | None) -> None:
         data = self.tables[table].setdefault(partition, {})
+        heads = self._heads.setdefault(partition, {}).setdefault(key.split(SEP, 1)[0], set())
         if value is None:
             data.pop(key, None)
+            if table == "state":
+                heads.discard(key)
         else:
-            data[key] = value
+            data[key] = memoryview(value).tobytes()  # exact size: orjson's bytes keep a 4 KB buffer
+            if table == "state":
+                heads.add(key)
 
     def partitions(self) -> list[int]:
         return sorted(self.tables["state"])
@@ -97,7 +103,9 @@ class MemorySource:
 
     def scan(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         data = self.tables["state"].get(partition, {})
-        return iter(sorted((k, v) for k, v in data.items() if k.startswith(prefix)))
+        head, sep, _ = prefix.partition(SEP)
+        keys = self._heads.get(partition, {}).get(head, set()) if sep else data
+        return iter(sorted((k, data[k]) for k in keys if k.startswith(prefix)))
 
     def sellers(self, partition: int, after: str = "") -> Iterator[str]:
         found = {k.split(SEP, 1)[0].decode() for k in self.tables["state"].get(partition, {}) if SEP in k
@@ -176,11 +184,13 @@ class SellerCache(Generic[S]):
     """seller id -> decoded state, least recently used first, within `budget` bytes (None: no
     bound, nothing is ever evicted). `load` gives a seller's state from the store (None: the
     store has none); `size` estimates one state's bytes; `evictable` says whether a state may
-    leave (the caller's rule: no uncollected change); `on_evict` is told which seller left."""
+    leave (the caller's rule: no uncollected change); `on_evict` is given each seller that left
+    and its state (to break its reference cycles: a cyclic state would wait for a full
+    collection, which a worker's tuned collector runs rarely)."""
 
     def __init__(self, load: Callable[[str], S | None], size: Callable[[S], int],
                  evictable: Callable[[S], bool], budget: int | None = None,
-                 on_evict: Callable[[str], None] | None = None):
+                 on_evict: Callable[[str, S], None] | None = None):
         self._load, self._size, self._evictable = load, size, evictable
         self.budget = budget
         self.on_evict = on_evict
@@ -248,24 +258,23 @@ class SellerCache(Generic[S]):
 
     def trim(self, keep: str | None = None) -> None:
         """Evict least recently used sellers until within budget; `keep` stays. Sellers that may
-        not leave yet are skipped (at most a few hundred are looked at per call)."""
+        not leave yet are skipped (a running batch's, a few hundred at most)."""
         if self.budget is None or self.bytes <= self.budget:
             return
-        looked = 0
         for seller in list(self._items):
-            if self.bytes <= self.budget or looked >= 512:
+            if self.bytes <= self.budget:
                 break
-            looked += 1
             if seller == keep or not self._evictable(self._items[seller]):
                 continue
             self.drop(seller)
             self.evictions += 1
 
     def drop(self, seller: str) -> None:
-        if self._items.pop(seller, None) is not None:
+        state = self._items.pop(seller, None)
+        if state is not None:
             self.bytes -= self._sizes.pop(seller, 0)
             if self.on_evict is not None:
-                self.on_evict(seller)
+                self.on_evict(seller, state)
 
     def clear(self) -> None:
         self._items.clear()

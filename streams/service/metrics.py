@@ -40,7 +40,8 @@ class Metrics:
         self.input_lag = Gauge("starcast_input_lag_messages",
                                 "Messages waiting in this worker's input partitions (last fetch high "
                                 "watermark minus the next offset to handle)", registry=r)
-        self.restored = Gauge("starcast_restored_sellers", "Sellers rebuilt at the last table recovery",
+        self.restored = Gauge("starcast_restored_sellers",
+                              "Sellers taken over at the last table recovery (with RocksDB they load on first touch)",
                               registry=r)
         self.sellers_at_risk = Gauge("starcast_sellers_at_risk",
                                      "Sellers whose projected stars for the month are below their forecast "

@@ -678,7 +678,8 @@ class RatingProcessor:
             self.official[seller] = record
         return state
 
-    def _evicted(self, seller: str) -> None:
+    def _evicted(self, seller: str, state: SellerFacts) -> None:
+        self.engine(self.partition_of[seller]).model.release(state)  # the rating's caches point back at it
         for held in (self.published, self.official, self.warned, self._projections):
             held.pop(seller, None)
         self._stale.discard(seller)

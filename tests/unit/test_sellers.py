@@ -158,7 +158,8 @@ def test_the_cache_evicts_least_recent_first_and_never_a_dirty_state():
 
     stored = {"a": St(10), "b": St(10, dirty=True), "c": St(10)}
     evicted: list[str] = []
-    cache = SellerCache(stored.get, lambda s: s.size, lambda s: not s.dirty, budget=25, on_evict=evicted.append)
+    cache = SellerCache(stored.get, lambda s: s.size, lambda s: not s.dirty, budget=25,
+                        on_evict=lambda seller, _: evicted.append(seller))
     for seller in ("a", "b", "c"):
         assert cache.get(seller) is stored[seller]
     assert evicted == ["a"] and "b" in cache and cache.bytes == 20  # b is dirty: it stays

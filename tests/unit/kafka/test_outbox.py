@@ -196,3 +196,30 @@ def test_a_failed_flush_fails_every_flush_behind_it():
         assert client.sent == []  # the second batch did not go out after the first failed
 
     asyncio.run(scenario())
+
+
+def test_on_stored_runs_once_every_table_write_of_the_flush_is_in_its_store():
+    async def scenario():
+        client = Client()
+        outbox = Outbox(lambda: client)
+        table, _ = memory_table("state-changelog")
+        stored: list[dict] = []
+        outbox.put(table, 2, b"s1", b"v1")
+        outbox.put(table, 3, b"s2", b"v2")
+        outbox.send("star-changes", 2, b"s1", b"change")
+        await outbox.start_flush(lambda: stored.append(dict(table.data.data)))
+        outbox.put(table, 2, b"s3", b"v3")
+        failing: list[int] = []
+        await outbox.start_flush(lambda: failing.append(1))
+        sent = {(topic, partition, records[0][0]): fut for topic, partition, records, fut in client.sent}
+        sent[("state-changelog", 2, b"s1")].set_result(SimpleNamespace(offset=0))
+        await asyncio.sleep(0.01)
+        assert stored == []  # one of the flush's two writes is not acknowledged yet
+        sent[("state-changelog", 3, b"s2")].set_result(SimpleNamespace(offset=0))
+        await asyncio.sleep(0.01)
+        assert stored == [{b"s1": b"v1", b"s2": b"v2"}]  # the stores held both when it ran
+        sent[("state-changelog", 2, b"s3")].set_exception(RuntimeError("broker said no"))
+        await asyncio.sleep(0.01)
+        assert failing == []  # a refused write is not in the store: never reported as stored
+
+    asyncio.run(scenario())
