@@ -111,10 +111,11 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     source = (kafka.StoreSource(app, state_table, {"forecasts": forecasts, "official": official,
                                                     "warnings": warnings}) if kafka.is_rocksdb(state_table) else None)
     cache_bytes = s.state_cache_mb << 20 if source is not None else None
+    sweep = s.sweep_sellers if source is not None else None
     processor: RatingProcessor | GroupedProcessor = (
-        GroupedProcessor(selection, s.partitions, wall, s.projection, source, cache_bytes)
+        GroupedProcessor(selection, s.partitions, wall, s.projection, source, cache_bytes, sweep)
         if selection and selection.groups
-        else RatingProcessor(rulebook, s.partitions, wall, s.projection, source, cache_bytes))
+        else RatingProcessor(rulebook, s.partitions, wall, s.projection, source, cache_bytes, sweep_chunk=sweep))
     app.starcast = (s, processor, metrics)
     outbox = kafka.Outbox(lambda: kafka.aiokafka_producer(app), on_store_error=fatal.stop)
     batch_lock = asyncio.Lock()  # held by the agent while it handles a batch
@@ -254,6 +255,14 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
             if previous is not None:
                 await previous
             previous = asyncio.ensure_future(delivered(flushed, stamps, messages))
+
+    @app.timer(0.05)
+    async def sweep_marked() -> None:
+        """Sellers the clock marked, rated a chunk per batch while no input waits (with input,
+        every batch rates a chunk besides its messages)."""
+        if processor.sweeping() and (intake is None or not len(intake)) and app.flow_control.is_active():
+            flushed, _ = await handle([])
+            await flushed
 
     @app.timer(0.5)
     async def refresh_end_offsets() -> None:

@@ -148,8 +148,12 @@ class RatingProcessor:
 
     def __init__(self, rulebook: AnyBook, partitions: int, wall_clock: Callable[[], int] | None = None,
                  projection: bool = True, source: SellerSource | None = None, cache_bytes: int | None = None,
-                 owns: Callable[[str], bool] | None = None):
+                 owns: Callable[[str], bool] | None = None, sweep_chunk: int | None = None):
         self.rulebook = rulebook
+        # Sellers the clock marks (a day roll's, a month start's, a restore's) are rated at most
+        # this many per batch; None: all in the batch that marked them.
+        self.sweep_chunk = sweep_chunk
+        self._sweep: dict[int, dict[str, None]] = {}  # partition -> sellers to re-rate, in order
         self.source = source
         self.owns = owns  # which sellers are this processor's (None: all); a grouped worker has several
         self.batch = 0  # the number of the batch being handled (see settled)
@@ -234,8 +238,15 @@ class RatingProcessor:
             else:
                 self._apply(item, effects, touched[item.partition])
             yield
+        for partition in [p for p, queue in self._sweep.items() if queue and p not in out]:
+            out[partition] = Effects()  # a sweep goes on in batches without a message for it
+            touched[partition] = set()
+            self._catch_up(partition, out[partition], touched[partition])
         for partition, effects in out.items():
             for seller in sorted(touched[partition]):
+                self._publish(partition, seller, effects)
+                yield
+            for seller in self._sweep_chunk(partition, touched[partition]):
                 self._publish(partition, seller, effects)
                 yield
             # After applying: a freeze rates the month's last instant, so later events applied
@@ -301,11 +312,38 @@ class RatingProcessor:
             day_end = self._day_end[partition] = next_local_midnight(new if old is None else old, tz)
         if new >= day_end:  # one date computation per partition and day, not per event
             self._day_end[partition] = next_local_midnight(new, tz)
-            self._roll_day(partition, new, touched)
+            self._roll_day(partition, new, self._swept(partition, touched))
             if old is not None and month_start(new, tz) != month_start(old, tz):
-                touched.update(self._all_sellers(partition))  # every projection now ends with the new month
+                # every projection now ends with the new month
+                self._swept(partition, touched).update(dict.fromkeys(sorted(self._all_sellers(partition))))
 
-    def _roll_day(self, partition: int, clock: int, touched: set[str]) -> None:
+    def _swept(self, partition: int, touched: set[str]) -> dict[str, None] | set[str]:
+        """Where sellers the clock marks for re-rating go: with a sweep bound, to the partition's
+        sweep queue (rated `sweep_chunk` at a time, a chunk per batch); without, to the batch."""
+        if self.sweep_chunk is None:
+            return touched
+        return self._sweep.setdefault(partition, {})
+
+    def _sweep_chunk(self, partition: int, touched: set[str]) -> list[str]:
+        """The next sellers of the partition's sweep, taken off its queue (those the batch
+        touched anyway are rated already)."""
+        queue = self._sweep.get(partition)
+        if not queue or self.sweep_chunk is None:
+            return []
+        chunk: list[str] = []
+        while queue and len(chunk) < self.sweep_chunk:
+            seller = next(iter(queue))
+            del queue[seller]
+            if seller not in touched:
+                chunk.append(seller)
+        return chunk
+
+    def sweeping(self) -> bool:
+        """Whether sellers the clock marked still wait to be re-rated (batches rate them, with or
+        without messages: a worker runs empty batches while they wait and its input is idle)."""
+        return any(self._sweep.values())
+
+    def _roll_day(self, partition: int, clock: int, touched: dict[str, None] | set[str]) -> None:
         """Mark for re-rating the sellers whose windows changed since they were last rated."""
         heap = self._due.get(partition, [])
         while heap and heap[0][0] <= clock:
@@ -313,7 +351,10 @@ class RatingProcessor:
             if self._queued.get(seller) == when:  # else a stale entry: an earlier one replaced it
                 del self._queued[seller]
                 self._unqueued.add(seller)
-                touched.add(seller)
+                if isinstance(touched, dict):
+                    touched[seller] = None
+                else:
+                    touched.add(seller)
 
     def latest_freezable_month(self, clock: int) -> int:
         """Start (= end instant of the previous month) of the latest month whose freeze is due."""
@@ -599,6 +640,7 @@ class RatingProcessor:
         self._earliest.clear()
         self._day_end.clear()
         self._pending.clear()
+        self._sweep.clear()
         self._republish.clear()
         self._meta.clear()
         self._meta_dirty.clear()
@@ -644,7 +686,9 @@ class RatingProcessor:
                     heap.append((when, seller))
             heapq.heapify(heap)
             if engine.clock is not None:  # windows that changed while no worker rated them
-                self._roll_day(partition, engine.clock, self._pending.setdefault(partition, set()))
+                pending: dict[str, None] = {}
+                self._roll_day(partition, engine.clock, pending)
+                self._pending[partition] = set(pending)
             forecasts.extend(r for r in map(orjson.loads, self.source.values(FORECASTS, partition))
                              if owns(r["seller_id"]))
             warnings.extend(r for r in map(orjson.loads, self.source.values(WARNINGS, partition))
@@ -721,7 +765,7 @@ class RatingProcessor:
         """After a restore: publish what a crash may have left unpublished, rebuild due times."""
         for seller, record in self._republish.pop(partition, []):
             effects.monthly.append((seller, record))
-        touched.update(self._pending.pop(partition, ()))
+        self._swept(partition, touched).update(dict.fromkeys(sorted(self._pending.pop(partition, ()))))
 
     # ---- reads for the API and metrics ------------------------------------------------------
     def processor_for(self, seller_id: str) -> "RatingProcessor":
@@ -760,12 +804,13 @@ class GroupedProcessor:
     dead-letters it. Not used at all when the deployment has no seller groups."""
 
     def __init__(self, selection: RulebookSelection, partitions: int, wall_clock: Callable[[], int] | None = None,
-                 projection: bool = True, source: SellerSource | None = None, cache_bytes: int | None = None):
+                 projection: bool = True, source: SellerSource | None = None, cache_bytes: int | None = None,
+                 sweep_chunk: int | None = None):
         self.selection = selection
         books = selection.rulebooks
         share = None if cache_bytes is None else cache_bytes // len(books)  # the budget, split evenly
         self.processors = {book.name: RatingProcessor(book, partitions, wall_clock, projection, source, share,
-                                                      owns=self._owned_by(book.name))
+                                                      owns=self._owned_by(book.name), sweep_chunk=sweep_chunk)
                            for book in books}
         self.default = self.processors[selection.default.name]
         self.partition_of = self.default.partition_of
@@ -787,6 +832,9 @@ class GroupedProcessor:
     def settled(self, batch: int) -> None:
         for processor in self.processors.values():
             processor.settled(batch)
+
+    def sweeping(self) -> bool:
+        return any(p.sweeping() for p in self.processors.values())
 
     def restore_from_store(self) -> int:
         return sum(processor.restore_from_store() for processor in self.processors.values())
@@ -826,8 +874,9 @@ class GroupedProcessor:
         results: list[dict[int, Effects]] = []
         number = self.default.batch + 1
         for processor, batch in routed.items():
-            processor.batch = number - 1 if batch else number  # batch_steps counts its own
-            if batch:
+            busy = bool(batch) or processor.sweeping()
+            processor.batch = number - 1 if busy else number  # batch_steps counts its own
+            if busy:
                 results.append({})
                 yield from processor.batch_steps(batch, lagging, results[-1])
         out.update(_merge(results))

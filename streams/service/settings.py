@@ -144,6 +144,11 @@ class Settings:
         "STARCAST_STATE_CACHE_MB", "Memory for decoded sellers (MiB, estimated). With the RocksDB store the "
         "store is the state: sellers load on first touch and the least recently used leave when this is "
         "full. The memory store keeps every seller.", "Topics and state", _integer(1), "an integer >= 1"))
+    sweep_sellers: int = field(default=200, metadata=spec(
+        "STARCAST_SWEEP_SELLERS", "Sellers the clock marks for re-rating (a day roll's, a month start's, a "
+        "takeover's) are rated at most this many per batch, between the batches of new events, so new events "
+        "do not wait behind them. With the RocksDB store only; the memory store rates them all at once.",
+        "Performance", _integer(1), "an integer >= 1"))
     standby_replicas: int = field(default=0, metadata=spec(
         "STARCAST_STANDBY_REPLICAS", "Standby replicas of each table partition: another worker keeps a "
         "copy of it from the changelog, so a takeover reads only the tail. A copy that cannot be shown to hold "

@@ -190,3 +190,27 @@ def test_ticks_only_batches_keep_the_days_forecasts_flowing():
         for partition, e in got.items():
             apply(source, partition, e)
         stored.settled(stored.batch)
+
+
+def test_a_bounded_sweep_rates_what_the_clock_marked_a_chunk_per_batch_and_ends_where_memory_does():
+    book = load("global-2023")
+    memory = RatingProcessor(book, PARTITIONS)
+    source = MemorySource()
+    stored = RatingProcessor(book, PARTITIONS, source=source, cache_bytes=1, sweep_chunk=2)
+    largest = 0
+    for chunk in batches(2500, 30, 13):
+        memory.handle_batch(chunk)
+        for batch in (chunk, [], []):  # empty batches: what the worker runs while a sweep waits
+            got = stored.handle_batch(batch)
+            largest = max([largest, *(len(e.forecasts) for e in got.values())]) if not batch else largest
+            for partition, e in got.items():
+                apply(source, partition, e)
+            stored.settled(stored.batch)
+    while stored.sweeping():
+        for partition, e in stored.handle_batch([]).items():
+            apply(source, partition, e)
+        stored.settled(stored.batch)
+    assert largest <= 2  # an empty batch rates one chunk of a partition's sweep
+    final = {k.decode(): orjson.loads(v) for p in source.tables[FORECASTS] for k, v in source.tables[FORECASTS][p].items()}
+    assert final == {s: orjson.loads(orjson.dumps(r)) for s, r in memory.published.items()}
+    assert [orjson.loads(v)["stars"] for p in sorted(source.tables[OFFICIAL]) for v in source.tables[OFFICIAL][p].values()]
