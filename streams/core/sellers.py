@@ -247,6 +247,13 @@ class SellerCache(Generic[S]):
     def items(self) -> list[tuple[str, S]]:
         return list(self._items.items())
 
+    def full(self) -> bool:
+        """Over budget after a trim: what is held cannot leave yet (uncollected changes)."""
+        if self.budget is None or self.bytes <= self.budget:
+            return False
+        self.trim()
+        return self.bytes > self.budget
+
     def resize(self, seller: str) -> None:
         """Estimate a held seller's bytes again (it grew or shrank)."""
         state = self._items.get(seller)

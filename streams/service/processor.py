@@ -238,6 +238,15 @@ class RatingProcessor:
             else:
                 self._apply(item, effects, touched[item.partition])
             yield
+            if self.cache is not None and self.cache.full():
+                # The sellers applied so far cannot leave memory before their writes are
+                # collected: rate them now, so the cache stays near its budget however many
+                # sellers a batch holds (a seller may then be published twice in a batch).
+                for partition, pending in touched.items():
+                    for seller in sorted(pending):
+                        self._publish(partition, seller, out[partition])
+                        yield
+                    pending.clear()
         for partition in [p for p, queue in self._sweep.items() if queue and p not in out]:
             out[partition] = Effects()  # a sweep goes on in batches without a message for it
             touched[partition] = set()
