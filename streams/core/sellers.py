@@ -248,11 +248,13 @@ class SellerCache(Generic[S]):
         return list(self._items.items())
 
     def full(self) -> bool:
-        """Over budget after a trim: what is held cannot leave yet (uncollected changes)."""
-        if self.budget is None or self.bytes <= self.budget:
+        """Twice over budget after a trim: what is held cannot leave yet (uncollected changes).
+        (Once over would have a batch rate its sellers after every message whenever the few
+        busiest sellers alone fill the cache.)"""
+        if self.budget is None or self.bytes <= 2 * self.budget:
             return False
         self.trim()
-        return self.bytes > self.budget
+        return self.bytes > 2 * self.budget
 
     def resize(self, seller: str) -> None:
         """Estimate a held seller's bytes again (it grew or shrank)."""

@@ -47,8 +47,12 @@ log = logging.getLogger("starcast")
 
 TICKS = "starcast-ticks"
 INTAKE_BATCHES = 16  # records held for the agent, in batches: about one fetch per input topic-partition
+# Per database (one per table and partition): a block cache and up to two memtables each. The
+# state table is read whenever a seller loads; the published tables only by point reads at a
+# load and in full at a takeover, so they get a small share.
 ROCKSDB_OPTIONS = {"max_open_files": 64, "write_buffer_size": 4 << 20, "max_write_buffer_number": 2,
                    "target_file_size_base": 8 << 20, "block_cache_size": 8 << 20}
+RECORD_TABLE_OPTIONS = {**ROCKSDB_OPTIONS, "write_buffer_size": 2 << 20, "block_cache_size": 1 << 20}
 
 
 class WorkerApp(kafka.App):
@@ -87,7 +91,7 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
                                             value_serializer="raw")
         # key_type/value_type bytes make the store use the raw codec too.
         return app.Table(name, schema=schema, key_type=bytes, value_type=bytes, partitions=s.partitions,
-                         options=ROCKSDB_OPTIONS, **kw)
+                         options=ROCKSDB_OPTIONS if name == "state" else RECORD_TABLE_OPTIONS, **kw)
 
     ticks = topic(TICKS)
     tick_topic_name = s.topic(TICKS)
