@@ -17,3 +17,13 @@ def test_kills_at_random_points_change_no_forecast_and_no_freeze(tmp_path):
     assert result.kills >= 3
     assert result.stalls == 0, f"consumption stalled; worker logs in {tmp_path}"
     assert (result.forecast_mismatches, result.freeze_mismatches) == (0, 0), f"see {tmp_path}/mismatches.txt"
+
+
+def test_kills_with_a_one_mib_state_cache_change_nothing_either(tmp_path, monkeypatch):
+    """The same round with sellers evicted all the time: every seller loads from the store,
+    with its writes not yet acknowledged on top, and still nothing differs from replay."""
+    monkeypatch.setenv("STARCAST_STATE_CACHE_MB", "1")  # the workers inherit it
+    result = run_round(seed=5, n_events=4_000, n_sellers=120, kills=3, rate=1_500, workdir=tmp_path, n_workers=2)
+    assert result.kills >= 3
+    assert result.stalls == 0, f"consumption stalled; worker logs in {tmp_path}"
+    assert (result.forecast_mismatches, result.freeze_mismatches) == (0, 0), f"see {tmp_path}/mismatches.txt"
