@@ -157,6 +157,8 @@ class RatingProcessor:
         self.source = source
         self.owns = owns  # which sellers are this processor's (None: all); a grouped worker has several
         self.batch = 0  # the number of the batch being handled (see settled)
+        self._stored_through = 0  # every batch up to this one is in the stores
+        self._stored_ahead: set[int] = set()  # later batches reported stored, a gap before them
         self.overlay = Overlay()
         self.cache: SellerCache | None = None
         if source is not None:
@@ -655,6 +657,7 @@ class RatingProcessor:
         self._meta_dirty.clear()
         self._freezes.clear()
         self.overlay.clear()
+        self._stored_through, self._stored_ahead = self.batch, set()  # a restore follows a settled outbox
         if self.cache is not None:
             self.cache.clear()
 
@@ -747,8 +750,17 @@ class RatingProcessor:
         return held | {seller for seller in self.source.sellers(partition) if owns(seller)}
 
     def settled(self, batch: int) -> None:
-        """Everything batches up to `batch` wrote is in the stores: the overlay lets it go, and a
-        freeze of those batches may now be recorded in the partition's meta record."""
+        """Everything batch `batch` wrote is in the stores. Once every batch before it is too,
+        the overlay lets their writes go, and a freeze of theirs may be recorded in the
+        partition's meta record. (A batch whose changelog write failed is never reported: a
+        later batch's report must not let its writes go, which the store does not have.)"""
+        if batch <= self._stored_through:
+            return
+        self._stored_ahead.add(batch)
+        while self._stored_through + 1 in self._stored_ahead:
+            self._stored_through += 1
+            self._stored_ahead.discard(self._stored_through)
+        batch = self._stored_through
         self.overlay.settle(batch)
         for partition, (frozen_in, frozen_month) in list(self._freezes.items()):
             if frozen_in <= batch:

@@ -250,3 +250,20 @@ def test_a_bounded_sweep_rates_what_the_clock_marked_a_chunk_per_batch_and_ends_
         stored.settled(stored.batch)
     assert largest <= 2  # an empty batch rates one chunk of a partition's sweep
     assert tables(source) == as_tables(memory) and as_tables(memory)[OFFICIAL]
+
+
+def test_a_batch_never_reported_stored_keeps_its_writes_readable_whatever_later_batches_report():
+    """A changelog write that failed is never reported stored; a later batch that was stored
+    must not let the failed batch's writes go (the store does not have them)."""
+    book = load("global-2023")
+    source = MemorySource()
+    stored = RatingProcessor(book, 1, source=source, cache_bytes=1)
+    visit = {"event_id": "e1", "type": "store_visit", "seller_id": "s1", "ts": "2026-03-02T10:00:00Z",
+             "visitor_id": "v1"}
+    stored.handle_batch([Incoming(orjson.dumps(visit), b"s1", "store-visits", 0, 0)])  # batch 1: never stored
+    other = {**visit, "event_id": "e2", "seller_id": "s2"}
+    out = stored.handle_batch([Incoming(orjson.dumps(other), b"s2", "store-visits", 0, 1)])  # batch 2
+    apply(source, 0, out[0])
+    stored.settled(2)
+    assert len(stored.overlay) == 2  # nothing let go: batch 1, before batch 2, is not in the store
+    assert stored.cache is not None and stored.cache.get("s1") is not None and stored.cache.get("s1").people
