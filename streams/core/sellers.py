@@ -270,11 +270,14 @@ class SellerCache(Generic[S]):
         not leave yet are skipped (a running batch's, a few hundred at most)."""
         if self.budget is None or self.bytes <= self.budget:
             return
-        for seller in list(self._items):
-            if self.bytes <= self.budget:
+        excess, victims = self.bytes - self.budget, []
+        for seller, state in self._items.items():  # least recent first, up to what must go
+            if excess <= 0:
                 break
-            if seller == keep or not self._evictable(self._items[seller]):
-                continue
+            if seller != keep and self._evictable(state):
+                victims.append(seller)
+                excess -= self._sizes.get(seller, 0)
+        for seller in victims:
             self.drop(seller)
             self.evictions += 1
 
