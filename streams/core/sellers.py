@@ -116,6 +116,11 @@ class MemorySource:
         return iter(list(self.tables[table].get(partition, {}).values()))
 
 
+Written = bytes | dict[str, Any] | None
+"""What the overlay holds for a key: a state entity's bytes (None: deleted), or a record table's
+record, decoded."""
+
+
 class Overlay:
     """Writes collected but maybe not in the store yet, by seller, each stamped with its batch.
 
@@ -123,11 +128,11 @@ class Overlay:
     key again. Its memory is the bytes of the batches in flight (one or two), not the state's."""
 
     def __init__(self) -> None:
-        self._by_seller: dict[str, dict[tuple[str, bytes], tuple[int, bytes | None]]] = {}
+        self._by_seller: dict[str, dict[tuple[str, bytes], tuple[int, Written]]] = {}
         self._by_batch: dict[int, list[tuple[str, tuple[str, bytes]]]] = {}
         self.bytes = 0
 
-    def put(self, batch: int, seller: str, table: str, key: bytes, value: bytes | None) -> None:
+    def put(self, batch: int, seller: str, table: str, key: bytes, value: Written) -> None:
         """A write of `batch`: a state entity's bytes (None: deleted), or for a record table the
         record itself, decoded or not."""
         entries = self._by_seller.setdefault(seller, {})

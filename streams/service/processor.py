@@ -22,7 +22,7 @@ import heapq
 import logging
 from collections import ChainMap
 from dataclasses import dataclass, field, fields
-from typing import Callable, Collection, Iterable, Iterator, cast
+from typing import Callable, Collection, Iterable, Iterator
 
 import orjson
 from aiokafka.partitioner import murmur2
@@ -575,27 +575,28 @@ class RatingProcessor:
         """Only the summary (freeze mark + record, one value): a month's freeze touches every
         seller of the partition, and their other pending writes can wait for their next event."""
         state.dirty.discard((SUMMARY, ""))
-        key, data = state_key(state.seller_id, SUMMARY, ""), orjson.dumps(state.summary_dump())
-        effects.state_writes.append((key, data))
-        if self.cache is not None:
-            self.overlay.put(self.batch, state.seller_id, "state", key, data)
+        self._stage(state.seller_id, state_key(state.seller_id, SUMMARY, ""), orjson.dumps(state.summary_dump()),
+                    effects)
 
     def _collect_writes(self, state: SellerFacts, effects: Effects) -> None:
         if not state.dirty:
             return
         seller = state.seller_id
         for (kind, key), data in state.take_dirty():
-            raw = state_key(seller, kind, key)
-            effects.state_writes.append((raw, data))
-            if self.cache is not None:
-                self.overlay.put(self.batch, seller, "state", raw, data)
+            self._stage(seller, state_key(seller, kind, key), data, effects)
         if self.cache is not None:
             self.cache.resize(seller)
+
+    def _stage(self, seller: str, key: bytes, data: bytes | None, effects: Effects) -> None:
+        """A state write of this batch, readable from the overlay until the store has it."""
+        effects.state_writes.append((key, data))
+        if self.cache is not None:
+            self.overlay.put(self.batch, seller, "state", key, data)
 
     def _overlay(self, seller: str, table: str, record: dict) -> None:
         """A published record, readable until the store has it (sellers.py)."""
         if self.cache is not None:
-            self.overlay.put(self.batch, seller, table, seller.encode(), cast(bytes, record))
+            self.overlay.put(self.batch, seller, table, seller.encode(), record)
 
     def _count_level(self, last: dict | None, rating: dict) -> None:
         if last is not None:
@@ -681,7 +682,8 @@ class RatingProcessor:
         self.latest_month = ""
         for partition in self.source.partitions():
             engine = self.engine(partition)
-            raw = next((v for k, v in self.source.scan(partition, meta_key(self.rulebook.name, partition))), None)
+            key = meta_key(self.rulebook.name, partition)
+            raw = next((v for k, v in self.source.scan(partition, key) if k == key), None)
             meta = self._meta[partition] = orjson.loads(raw) if raw is not None else {}
             if meta.get("clock") is not None:
                 engine.clock = meta["clock"]
@@ -726,7 +728,7 @@ class RatingProcessor:
         for table, into in ((FORECASTS, self.published), (OFFICIAL, self.official), (WARNINGS, self.warned)):
             value = stored.records.get(table)
             if value is not None:
-                into[seller] = orjson.loads(value) if isinstance(value, bytes) else cast(dict, value)
+                into[seller] = orjson.loads(value) if isinstance(value, bytes) else value
         record = state.official
         if record is not None and self.official.get(seller, {}).get("month", "") < record["month"]:
             # Saved with the state, lost on its way to star-ratings-monthly (the table).
