@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--live", action="store_true",
                    help="produce->forecast latency with event time at the wall clock's pace, in the month after "
                         "the input, at a fifth, half and all of --offered events/s, with and without the projection")
+    p.add_argument("--bursts", action="store_true",
+                   help="new events' produce->forecast latency while a day roll and a month start re-rate "
+                        "20,000 sellers, at 250 events/s, and how long those sweeps take")
     p.add_argument("--api", action="store_true",
                    help="the seller API under concurrent clients while one worker handles --offered events/s")
     p.add_argument("--sse", action="store_true",
@@ -255,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
             from streams.lab.bench_live import run_live_bench
 
             return run_live_bench(args.events, args.sellers, args.seed, args.offered, args.json)
+        if args.bursts:
+            from streams.lab.bench_bursts import run_bursts_bench
+
+            return run_bursts_bench(args.seed, args.json)
         if args.api:
             from streams.lab.bench_api import run_api_bench
 

@@ -52,6 +52,11 @@ def live(count: int, n_sellers: int, seed: int, start: int, seconds: float) -> l
     return out
 
 
+def handled_text(seconds: float | None) -> str:
+    """A load's outcome as printed: how long the worker took, or that it did not finish."""
+    return f"handled in {seconds} s" if seconds is not None else "not all handled"
+
+
 def _frozen(worker: WorkerProcess, month: int) -> bool:
     """Whether the worker has frozen `month` (YYYYMM): done once a month, the freeze rates every
     seller at the month's end; the month's turn, not the steady state measured."""
@@ -127,8 +132,7 @@ def run_live_bench(n_events: int, n_sellers: int, seed: int, offered: float, as_
           f"{LOAD_SECONDS} s measured)")
     for name, rows in configurations.items():
         for row in rows:
-            handled = (f"handled in {row['handled_seconds']} s" if row["handled_seconds"] is not None
-                       else "not all handled")
+            handled = handled_text(row["handled_seconds"])
             cores = ", ".join(f"{who} {busy}" for who, busy in row["cores_busy"].items())
             print(f"  {name:<26} {row['offered_per_s']:>6,}/s offered, {row['events']:,} events "
                   f"{handled}; p50 <= {row['p50_s']} s, p90 <= {row['p90_s']} s, p99 <= {row['p99_s']} s; "

@@ -117,9 +117,10 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     cache_bytes = s.state_cache_mb << 20 if source is not None else None
     sweep = s.sweep_sellers if source is not None else None
     processor: RatingProcessor | GroupedProcessor = (
-        GroupedProcessor(selection, s.partitions, wall, s.projection, source, cache_bytes, sweep)
+        GroupedProcessor(selection, s.partitions, wall, s.projection, source, cache_bytes, sweep, s.sweep_seconds)
         if selection and selection.groups
-        else RatingProcessor(rulebook, s.partitions, wall, s.projection, source, cache_bytes, sweep_chunk=sweep))
+        else RatingProcessor(rulebook, s.partitions, wall, s.projection, source, cache_bytes, sweep_chunk=sweep,
+                             sweep_seconds=s.sweep_seconds))
     app.starcast = (s, processor, metrics)
     outbox = kafka.Outbox(lambda: kafka.aiokafka_producer(app), on_store_error=fatal.stop)
     batch_lock = asyncio.Lock()  # held by the agent while it handles a batch

@@ -61,6 +61,9 @@ class Metrics:
         self.cache_lookups = Counter("starcast_state_cache_lookups_total",
                                      "Seller lookups in the state cache by result (a miss reads the store)",
                                      ["result"], registry=r)
+        self.sweep_waiting = Gauge("starcast_sweep_waiting_sellers",
+                                   "Sellers a day roll, a month start or a takeover marked that still wait to be "
+                                   "re-rated (STARCAST_SWEEP_SELLERS a batch)", registry=r)
         self.cache_evictions = Counter("starcast_state_cache_evictions_total",
                                        "Sellers dropped from memory to stay within the cache budget", registry=r)
         self._cache_seen = (0, 0, 0)

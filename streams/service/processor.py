@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import time
 from collections import ChainMap
 from dataclasses import dataclass, field, fields
 from typing import Callable, Collection, Iterable, Iterator
@@ -148,11 +149,16 @@ class RatingProcessor:
 
     def __init__(self, rulebook: AnyBook, partitions: int, wall_clock: Callable[[], int] | None = None,
                  projection: bool = True, source: SellerSource | None = None, cache_bytes: int | None = None,
-                 owns: Callable[[str], bool] | None = None, sweep_chunk: int | None = None):
+                 owns: Callable[[str], bool] | None = None, sweep_chunk: int | None = None,
+                 sweep_seconds: float | None = None, monotonic: Callable[[], float] = time.monotonic):
         self.rulebook = rulebook
         # Sellers the clock marks (a day roll's, a month start's, a restore's) are rated at most
-        # this many per batch; None: all in the batch that marked them.
+        # this many per partition and batch; None: all in the batch that marked them. And, with
+        # `sweep_seconds`, for at most about that long a batch (at least one seller a batch).
         self.sweep_chunk = sweep_chunk
+        self.sweep_seconds = sweep_seconds
+        self._monotonic = monotonic
+        self._swept_since: float | None = None  # when this batch rated its first swept seller
         self._sweep: dict[int, dict[str, None]] = {}  # partition -> sellers to re-rate, in order
         self.source = source
         self.owns = owns  # which sellers are this processor's (None: all); a grouped worker has several
@@ -227,6 +233,7 @@ class RatingProcessor:
         published only by its last steps. The result is the same however the steps are spaced."""
         touched: dict[int, set[str]] = {}
         self.batch += 1
+        self._swept_since = None
         if self.cache is not None:
             self.cache.trim()
         for item in items:
@@ -335,24 +342,35 @@ class RatingProcessor:
             return touched
         return self._sweep.setdefault(partition, {})
 
-    def _sweep_chunk(self, partition: int, touched: set[str]) -> list[str]:
-        """The next sellers of the partition's sweep, taken off its queue (those the batch
-        touched anyway are rated already)."""
+    def _sweep_chunk(self, partition: int, touched: set[str]) -> Iterator[str]:
+        """The next sellers of the partition's sweep, each taken off its queue as the caller
+        asks for it (those the batch touched anyway are rated already): up to `sweep_chunk`,
+        and while the batch has swept for less than `sweep_seconds`."""
         queue = self._sweep.get(partition)
         if not queue or self.sweep_chunk is None:
-            return []
-        chunk: list[str] = []
-        while queue and len(chunk) < self.sweep_chunk:
+            return
+        rated = 0
+        while queue and rated < self.sweep_chunk:
+            if self.sweep_seconds is not None:
+                now = self._monotonic()
+                if self._swept_since is None:
+                    self._swept_since = now
+                elif now - self._swept_since >= self.sweep_seconds:
+                    return
             seller = next(iter(queue))
             del queue[seller]
             if seller not in touched:
-                chunk.append(seller)
-        return chunk
+                rated += 1
+                yield seller
 
     def sweeping(self) -> bool:
         """Whether sellers the clock marked still wait to be re-rated (batches rate them, with or
         without messages: a worker runs empty batches while they wait and its input is idle)."""
         return any(self._sweep.values())
+
+    def sweep_waiting(self) -> int:
+        """How many sellers the clock marked still wait to be re-rated."""
+        return sum(map(len, self._sweep.values()))
 
     def _roll_day(self, partition: int, clock: int, touched: dict[str, None] | set[str]) -> None:
         """Mark for re-rating the sellers whose windows changed since they were last rated."""
@@ -828,12 +846,14 @@ class GroupedProcessor:
 
     def __init__(self, selection: RulebookSelection, partitions: int, wall_clock: Callable[[], int] | None = None,
                  projection: bool = True, source: SellerSource | None = None, cache_bytes: int | None = None,
-                 sweep_chunk: int | None = None):
+                 sweep_chunk: int | None = None, sweep_seconds: float | None = None):
         self.selection = selection
         books = selection.rulebooks
         share = None if cache_bytes is None else cache_bytes // len(books)  # the budget, split evenly
+        seconds = None if sweep_seconds is None else sweep_seconds / len(books)  # likewise
         self.processors = {book.name: RatingProcessor(book, partitions, wall_clock, projection, source, share,
-                                                      owns=self._owned_by(book.name), sweep_chunk=sweep_chunk)
+                                                      owns=self._owned_by(book.name), sweep_chunk=sweep_chunk,
+                                                      sweep_seconds=seconds)
                            for book in books}
         self.default = self.processors[selection.default.name]
         self.partition_of = self.default.partition_of
@@ -858,6 +878,9 @@ class GroupedProcessor:
 
     def sweeping(self) -> bool:
         return any(p.sweeping() for p in self.processors.values())
+
+    def sweep_waiting(self) -> int:
+        return sum(p.sweep_waiting() for p in self.processors.values())
 
     def restore_from_store(self) -> int:
         return sum(processor.restore_from_store() for processor in self.processors.values())

@@ -235,12 +235,14 @@ def test_a_bounded_sweep_rates_what_the_clock_marked_a_chunk_per_batch_and_ends_
     memory = RatingProcessor(book, PARTITIONS)
     source = MemorySource()
     stored = RatingProcessor(book, PARTITIONS, source=source, cache_bytes=1, sweep_chunk=2)
-    largest = 0
+    largest = most_waiting = 0
     for chunk in batches(2500, 30, 13):
         memory.handle_batch(chunk)
         for batch in (chunk, [], []):  # empty batches: what the worker runs while a sweep waits
             got = stored.handle_batch(batch)
             largest = max([largest, *(len(e.forecasts) for e in got.values())]) if not batch else largest
+            most_waiting = max(most_waiting, stored.sweep_waiting())
+            assert stored.sweeping() == (stored.sweep_waiting() > 0)
             for partition, e in got.items():
                 apply(source, partition, e)
             stored.settled(stored.batch)
@@ -249,6 +251,34 @@ def test_a_bounded_sweep_rates_what_the_clock_marked_a_chunk_per_batch_and_ends_
             apply(source, partition, e)
         stored.settled(stored.batch)
     assert largest <= 2  # an empty batch rates one chunk of a partition's sweep
+    assert most_waiting > 2 and stored.sweep_waiting() == 0  # what the gauge shows: more than a chunk waited
+    assert tables(source) == as_tables(memory) and as_tables(memory)[OFFICIAL]
+
+
+def test_a_sweep_with_a_time_budget_stops_when_it_is_spent_and_still_ends_where_memory_does():
+    """`sweep_seconds`: each call of the clock below takes a second, so a budget of 2.5 s
+    rates three swept sellers a batch, however many `sweep_chunk` allows."""
+    ticks = iter(range(10**9))
+    book = load("global-2023")
+    memory = RatingProcessor(book, PARTITIONS)
+    source = MemorySource()
+    stored = RatingProcessor(book, PARTITIONS, source=source, cache_bytes=1, sweep_chunk=1000, sweep_seconds=2.5,
+                             monotonic=lambda: float(next(ticks)))
+    most = 0
+    for chunk in batches(2500, 30, 13):
+        memory.handle_batch(chunk)
+        for batch in (chunk, [], []):
+            waiting = stored.sweep_waiting()
+            for partition, e in stored.handle_batch(batch).items():
+                apply(source, partition, e)
+            stored.settled(stored.batch)
+            if not batch:
+                most = max(most, waiting - stored.sweep_waiting())
+    while stored.sweeping():
+        for partition, e in stored.handle_batch([]).items():
+            apply(source, partition, e)
+        stored.settled(stored.batch)
+    assert most == 3
     assert tables(source) == as_tables(memory) and as_tables(memory)[OFFICIAL]
 
 
