@@ -31,7 +31,7 @@ import orjson
 
 from streams.core.rulebook import load
 from streams.core.timeutil import DAY, format_ts, month_start, next_local_midnight, parse_ts
-from streams.lab.bench_live import handled_text, live
+from streams.lab.bench_live import delivered, handled_text, live
 from streams.lab.bench_service import (PARTITIONS, PREFIX, create_input_topics, latency_buckets, offer, quantile,
                                        until, wait_handled)
 from streams.lab.workload import events as simulate
@@ -79,8 +79,7 @@ class SweepWatch:
 def _settled(worker: WorkerProcess) -> bool:
     """No seller waits for a sweep and every event handled has its effects handed over."""
     figures = worker.metrics()
-    return (figures.get("starcast_sweep_waiting_sellers", 0) == 0
-            and figures.get("starcast_processing_latency_seconds_count", 0) >= figures.get("starcast_events_total", 0))
+    return figures.get("starcast_sweep_waiting_sellers", 0) == 0 and delivered(figures)
 
 
 def _published(worker: WorkerProcess) -> float:

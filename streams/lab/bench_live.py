@@ -63,10 +63,10 @@ def _frozen(worker: WorkerProcess, month: int) -> bool:
     return worker.metrics().get("starcast_freeze_last_month", 0) >= month
 
 
-def _delivered(worker: WorkerProcess) -> bool:
-    """Whether every event handled has its effects in the Kafka client (its latency observed): a
-    warm-up that re-rated every seller leaves large batches to hand over."""
-    figures = worker.metrics()
+def delivered(figures: dict[str, float]) -> bool:
+    """Whether, by a worker's metrics, every event handled has its effects in the Kafka client
+    (its latency observed): a warm-up that re-rated every seller leaves large batches to hand
+    over."""
     return figures.get("starcast_processing_latency_seconds_count", 0) >= figures.get("starcast_events_total", 0)
 
 
@@ -96,7 +96,7 @@ def run_configuration(env: dict[str, str], n_events: int, n_sellers: int, seed: 
                 warm = live(int(rate * WARM_UP_SECONDS), n_sellers, seed + 10, since, WARM_UP_SECONDS)
                 _, ok = offer(broker, worker, warm, rate, timeout)
                 if not (ok and until(lambda: _frozen(worker, month), timeout)
-                        and until(lambda: _delivered(worker), timeout)):
+                        and until(lambda: delivered(worker.metrics()), timeout)):
                     raise RuntimeError(f"the worker did not settle after the warm-up at {rate:,.0f}/s; see {workdir}")
                 load = live(int(rate * LOAD_SECONDS), n_sellers, seed + 20, parse_ts(warm[-1]["ts"]) + 1,
                             LOAD_SECONDS)
