@@ -72,6 +72,11 @@ class Engine:
         """The seller's projection as of `as_of` (docs/spec.md §3.1); `once`: see RatingModel."""
         return self.model.projection(seller_id, self.state(seller_id), as_of, once)
 
+    def projected_stars(self, seller_id: str, as_of: int) -> tuple[int, str] | None:
+        """The projection's stars and risk as of `as_of`, if the model can tell them for much
+        less than the projection (RatingModel.projected_stars); else None."""
+        return self.model.projected_stars(seller_id, self.state(seller_id), as_of)
+
     def actions(self, seller_id: str, rating: dict[str, Any], as_of: int) -> dict[str, Any]:
         return self.model.actions(seller_id, self.state(seller_id), rating, as_of)
 

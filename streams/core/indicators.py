@@ -8,7 +8,7 @@ from typing import Any, Iterable, Iterator
 from streams.core.actions import actions
 from streams.core.measures import Aggregator, assemble
 from streams.core.projection import Levels, month_end, project
-from streams.core.rating import level_changes, levels, rate
+from streams.core.rating import level_changes, levels, rate, stars_and_risk
 from streams.core.rulebook import Rulebook
 from streams.core.state import SellerState
 
@@ -56,12 +56,29 @@ class IndicatorModel:
         outlook = aggregator.outlook_once(end) if once else aggregator.attach_outlook(end)
         measures = assemble(state, aggregator.totals, as_of)
         current = levels(measures, self.book)
-        if all(not versions or versions[-1][0] <= as_of
-               for versions in (state.profile, state.premium_ads, state.showcases)):
+        if _registers_settled(state, as_of):
             steps = level_changes(measures, self.book, outlook.after(as_of) if once else outlook.spans(as_of))
         else:  # registers change ahead (only when rating the past): every instant, rated in full
             steps = self._every_instant(state, aggregator.totals, outlook.after(as_of), as_of, end)
         return project(current, steps, end)
+
+    def projected_stars(self, seller_id: str, state: SellerState, as_of: int) -> tuple[int, str] | None:
+        """The projection's stars and risk without its timeline: the levels of the totals at the
+        month's end, which are the aggregator's plus its outlook's `net`. None when that needs
+        more than the outlook a recent `projection` of the same month left attached (then only
+        `projection` can tell)."""
+        aggregator = state.aggregator
+        if aggregator is None or aggregator.at is None or as_of < aggregator.at:
+            return None
+        if as_of > aggregator.at or state.changed:
+            aggregator.measures(as_of)
+        outlook = aggregator.outlook
+        if outlook is None or outlook.horizon != month_end(as_of, self.book.time_zone):
+            return None
+        if not _registers_settled(state, as_of):
+            return None
+        totals = [total + change for total, change in zip(aggregator.totals, outlook.net)]
+        return stars_and_risk(assemble(state, totals, outlook.horizon), self.book)
 
     def _every_instant(self, state: SellerState, totals: list[int], changes: Iterator[tuple[int, dict[int, int]]],
                        as_of: int, end: int) -> Iterator[tuple[int, Levels]]:
@@ -80,3 +97,9 @@ class IndicatorModel:
         """What would keep the seller's stars (actions.py)."""
         return actions(state, rating, as_of)
 
+
+def _registers_settled(state: SellerState, as_of: int) -> bool:
+    """Whether no register (profile, premium ads, showcases) changes after `as_of`: else (only
+    when rating the past) a projection rates every instant in full."""
+    return all(not versions or versions[-1][0] <= as_of
+               for versions in (state.profile, state.premium_ads, state.showcases))

@@ -422,7 +422,8 @@ class Outlook:
 
     Invariant: for every instant t in (the aggregator's instant, horizon], the aggregator's
     totals plus the changes at instants up to t are the totals `measure(state, t)` gives with
-    the state as it is.
+    the state as it is. So the aggregator's totals plus `net` (every change kept, summed) are the
+    totals at the horizon: the month's end without walking to it.
 
     A long outlook (a seller with many buyers leaving the window this month) also keeps, per
     day and per hour, the sums of the positive and of the negative changes in it: over that
@@ -430,13 +431,14 @@ class Outlook:
     and plus the positive sum, which lets a walk pass a whole span in which no star can move
     (rating.level_changes)."""
 
-    __slots__ = ("horizon", "by_key", "changes", "instants", "pruned", "bounds", "extremes", "kept_from")
+    __slots__ = ("horizon", "by_key", "changes", "instants", "net", "pruned", "bounds", "extremes", "kept_from")
 
     def __init__(self, horizon: int) -> None:
         self.horizon = horizon
         self.by_key: dict[tuple[str, str], list[tuple[int, dict[int, int]]]] = {}
         self.changes: dict[int, dict[int, int]] = {}  # instant -> summed change
         self.instants: list[int] = []  # the keys of `changes`, ascending
+        self.net = [0] * WIDTH  # every change in `changes` summed: the totals at the horizon, less the aggregator's
         self.pruned = -(1 << 62)  # instants at or before this are in the totals already
         # per span width: span index -> (positive sums, negative sums), each {position: sum};
         # span k of width w holds the instants in (k * w, (k + 1) * w]
@@ -473,6 +475,10 @@ class Outlook:
         for instant in [i for i, summed in changes.items() if not summed]:
             del changes[instant]
         self.instants = sorted(changes)
+        net = self.net
+        for summed in changes.values():
+            for position, value in summed.items():
+                net[position] += value
 
     def replace(self, key: tuple[str, str], entries: list[tuple[int, dict[int, int]]]) -> None:
         old = self.by_key.pop(key, None)
@@ -490,8 +496,10 @@ class Outlook:
         if summed is None:
             summed = self.changes[instant] = {}
             insort(self.instants, instant)
+        net = self.net
         for position, value in delta.items():
             total = summed.get(position, 0) + sign * value
+            net[position] += sign * value
             if total:
                 summed[position] = total
             else:
@@ -513,8 +521,10 @@ class Outlook:
         instants = self.instants
         if instants and instants[0] <= at:
             cut = bisect_right(instants, at)
+            net = self.net
             for instant in instants[:cut]:
-                del self.changes[instant]
+                for position, value in self.changes.pop(instant).items():
+                    net[position] -= value
             del instants[:cut]
         self.pruned = max(self.pruned, at)
         for level, width in enumerate(SPANS):

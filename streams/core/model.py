@@ -117,6 +117,11 @@ class RatingModel(Protocol[State]):
         (a replay, a what-if), so nothing is prepared for the next projection."""
         ...
 
+    def projected_stars(self, seller_id: str, state: State, as_of: int) -> tuple[int, str] | None:
+        """`projection(...)`'s stars and risk, where the model can tell them for much less than
+        the projection costs (the timeline walk); None where it cannot."""
+        ...
+
     def actions(self, seller_id: str, state: State, rating: dict[str, Any], as_of: int) -> dict[str, Any]:
         """What the seller can do now to keep its stars, where the state can tell:
         `unanswered_conversations`, `to_keep` and `spend_leaving` (lists, possibly empty)."""

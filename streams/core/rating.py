@@ -91,7 +91,7 @@ def _earned(name: str, value: Any, m: Measures, table: Threshold) -> int:
 
 def _limits_ms(table: Threshold) -> tuple[float, ...]:
     """The response time's levels in milliseconds per conversation, the most lenient first."""
-    return tuple(hours * 3_600_000 for hours in table.thresholds)
+    return table.limits_ms
 
 
 def _limits_met(total_ms: int, count: int, limits: Iterable[float]) -> int:
@@ -219,6 +219,24 @@ def _levels(m: Measures, rb: Rulebook) -> Levels:
     healthy = m.risk_points < rb.unhealthy_points
     return (lowest if healthy else 0, "healthy" if healthy else "unhealthy", lowest,
             {name: (values[name], stars[name]) for name in INDICATORS})
+
+
+def stars_and_risk(m: Measures, rb: Rulebook) -> tuple[int, str]:
+    """`levels(m, rb)`'s stars and risk alone, from the indicators' probes (what a walk compares):
+    no value, block or memo entry built, for measures seen once (the month's end ahead)."""
+    totals = _totals(m)
+    stars: dict[str, int] = {}
+    bonus = False
+    for name, probe in _probes(rb, m.region, m.category).items():
+        if name == "marketing_index":
+            stars[name], bonus = probe(totals)
+        else:
+            stars[name] = probe(totals)
+    if bonus:
+        apply_bonus(stars, rb.bonus_min_index, rb)  # the index reaches the bonus: all it reads of it
+    lowest = min(stars.values())
+    healthy = m.risk_points < rb.unhealthy_points
+    return (lowest if healthy else 0), ("healthy" if healthy else "unhealthy")
 
 
 def level_changes(m: Measures, rb: Rulebook, changes: Iterable[tuple[int, dict[int, int]] | Span]

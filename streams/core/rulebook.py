@@ -52,11 +52,14 @@ class Threshold:
     min_super: tuple[int, ...] = ()  # top_super_products: super products needed per star
     floor_stars: int = 0  # stars given whatever the value (marketing_index: 2)
     keys: tuple[float, ...] = field(default=(), init=False, repr=False, compare=False)
+    limits_ms: tuple[float, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Ascending keys for bisect: thresholds for at_least, negated ones for at_most.
         keys = self.thresholds if self.direction == "at_least" else tuple(-t for t in self.thresholds)
         object.__setattr__(self, "keys", keys)
+        # The thresholds as hours in milliseconds (the response time's levels), computed once.
+        object.__setattr__(self, "limits_ms", tuple(hours * 3_600_000 for hours in self.thresholds))
 
     def stars(self, value: float | None, supers: int = 0) -> int:
         """Stars earned by `value` (thresholds are monotone, so a bisect finds the level)."""

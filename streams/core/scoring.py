@@ -555,6 +555,11 @@ class ScoreModel:
 
         return project(levels_of(rate(seller_id, state, as_of)), steps(), end)
 
+    def projected_stars(self, seller_id: str, state: ScoreState, as_of: int) -> tuple[int, str] | None:
+        """The rating at the month's end: what the walk ends with, for one rating."""
+        rating = rate(seller_id, state, month_end(as_of, self.book.time_zone))
+        return rating["stars"], rating["risk"]
+
     def actions(self, seller_id: str, state: ScoreState, rating: dict[str, Any], as_of: int) -> dict[str, Any]:
         """Score models: the state does not tell which action keeps a capability's score."""
         return {"unanswered_conversations": [], "to_keep": [], "spend_leaving": []}

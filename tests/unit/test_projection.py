@@ -248,7 +248,18 @@ def kept_up_to_date(events: list[dict], idle_days: int) -> None:
         for seller in SELLERS:
             live.rating(seller, clock)
             fresh.rating(seller, clock)
-            assert live.projection(seller, clock) == fresh.projection(seller, clock)
+            # What a worker asks before projecting again: the projection's stars and risk,
+            # from the outlook the last projection left (None: no such outlook this month).
+            quick = live.projected_stars(seller, clock)
+            got = live.projection(seller, clock)
+            assert got == fresh.projection(seller, clock)
+            assert quick is None or quick == (got["stars"], got["risk"])
+            outlook = live.states[seller].aggregator.outlook
+            summed = [0] * len(outlook.net)
+            for change in outlook.changes.values():
+                for position, value in change.items():
+                    summed[position] += value
+            assert outlook.net == summed  # every change kept, summed
 
 
 def test_a_span_whose_visitors_may_all_leave_is_walked_instant_by_instant():
