@@ -116,11 +116,13 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
                                                     "warnings": warnings}) if kafka.is_rocksdb(state_table) else None)
     cache_bytes = s.state_cache_mb << 20 if source is not None else None
     sweep = s.sweep_sellers if source is not None else None
+    interval = s.forecast_interval_ms / 1000 if s.forecast_interval_ms else None
     processor: RatingProcessor | GroupedProcessor = (
-        GroupedProcessor(selection, s.partitions, wall, s.projection, source, cache_bytes, sweep, s.sweep_seconds)
+        GroupedProcessor(selection, s.partitions, wall, s.projection, source, cache_bytes, sweep, s.sweep_seconds,
+                         interval)
         if selection and selection.groups
         else RatingProcessor(rulebook, s.partitions, wall, s.projection, source, cache_bytes, sweep_chunk=sweep,
-                             sweep_seconds=s.sweep_seconds))
+                             sweep_seconds=s.sweep_seconds, forecast_interval=interval))
     app.starcast = (s, processor, metrics)
     outbox = kafka.Outbox(lambda: kafka.aiokafka_producer(app), on_store_error=fatal.stop)
     batch_lock = asyncio.Lock()  # held by the agent while it handles a batch
@@ -263,9 +265,10 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
 
     @app.timer(0.05)
     async def sweep_marked() -> None:
-        """Sellers the clock marked, rated a chunk per batch while no input waits (with input,
-        every batch rates a chunk besides its messages)."""
-        if processor.sweeping() and (intake is None or not len(intake)) and app.flow_control.is_active():
+        """Sellers the clock marked, rated a chunk per batch, and forecasts held back once due,
+        while no input waits (with input, every batch does both besides its messages)."""
+        idle = intake is None or not len(intake)
+        if (processor.sweeping() or processor.forecasts_due()) and idle and app.flow_control.is_active():
             flushed, _ = await handle([])
             await flushed
 

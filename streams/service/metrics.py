@@ -64,6 +64,12 @@ class Metrics:
         self.sweep_waiting = Gauge("starcast_sweep_waiting_sellers",
                                    "Sellers a day roll, a month start or a takeover marked that still wait to be "
                                    "re-rated (STARCAST_SWEEP_SELLERS a batch)", registry=r)
+        self.held = Gauge("starcast_forecasts_held_sellers",
+                          "Sellers whose forecast is held back until their interval ends "
+                          "(STARCAST_FORECAST_INTERVAL_MS)", registry=r)
+        self.held_seconds = Histogram("starcast_forecast_held_seconds",
+                                      "How long a held-back forecast waited before it was sent",
+                                      buckets=LATENCY_BUCKETS, registry=r)
         self.cache_evictions = Counter("starcast_state_cache_evictions_total",
                                        "Sellers dropped from memory to stay within the cache budget", registry=r)
         self._cache_seen = (0, 0, 0)

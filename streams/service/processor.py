@@ -109,6 +109,7 @@ class Effects:
     event_ts: list[int] = field(default_factory=list)
     warnings: list[tuple[str, dict]] = field(default_factory=list)  # star-warnings records
     projection_errors: list[str] = field(default_factory=list)  # exception type names
+    held_seconds: list[float] = field(default_factory=list)  # how long each forecast held back waited
 
 
 Lagging = Callable[[], Collection[str]] | None  # asked only when a freeze is due
@@ -150,8 +151,17 @@ class RatingProcessor:
     def __init__(self, rulebook: AnyBook, partitions: int, wall_clock: Callable[[], int] | None = None,
                  projection: bool = True, source: SellerSource | None = None, cache_bytes: int | None = None,
                  owns: Callable[[str], bool] | None = None, sweep_chunk: int | None = None,
-                 sweep_seconds: float | None = None, monotonic: Callable[[], float] = time.monotonic):
+                 sweep_seconds: float | None = None, monotonic: Callable[[], float] = time.monotonic,
+                 forecast_interval: float | None = None):
         self.rulebook = rulebook
+        # At most one projection (the costly part of a forecast) per seller per this many
+        # seconds: a seller re-rated sooner, whose stars, risk and projected stars and risk are
+        # unchanged, has its forecast held back until the interval ends, and then sends its
+        # latest. A change of any of those four goes out at once. None or 0: every batch.
+        self.forecast_interval = forecast_interval or None
+        self._projected_at: dict[str, float] = {}  # seller -> when its projection was last computed
+        self._holding: dict[str, tuple[float, float]] = {}  # seller held back -> (when due, since when)
+        self._held: dict[int, list[tuple[float, str]]] = {}  # partition -> heap of (when due, seller)
         # Sellers the clock marks (a day roll's, a month start's, a restore's) are rated at most
         # this many per partition and batch; None: all in the batch that marked them. And, with
         # `sweep_seconds`, for at most about that long a batch (at least one seller a batch).
@@ -256,8 +266,9 @@ class RatingProcessor:
                         self._publish(partition, seller, out[partition])
                         yield
                     pending.clear()
-        for partition in [p for p, queue in self._sweep.items() if queue and p not in out]:
-            out[partition] = Effects()  # a sweep goes on in batches without a message for it
+        waiting = {p for p, queue in self._sweep.items() if queue} | self._partitions_due(self._monotonic())
+        for partition in sorted(p for p in waiting if p not in out):
+            out[partition] = Effects()  # a sweep, or forecasts held back, go on in batches without a message
             touched[partition] = set()
             self._catch_up(partition, out[partition], touched[partition])
         for partition, effects in out.items():
@@ -265,6 +276,9 @@ class RatingProcessor:
                 self._publish(partition, seller, effects)
                 yield
             for seller in self._sweep_chunk(partition, touched[partition]):
+                self._publish(partition, seller, effects)
+                yield
+            for seller in self._due_held(partition, self._monotonic()):
                 self._publish(partition, seller, effects)
                 yield
             # After applying: a freeze rates the month's last instant, so later events applied
@@ -371,6 +385,31 @@ class RatingProcessor:
     def sweep_waiting(self) -> int:
         """How many sellers the clock marked still wait to be re-rated."""
         return sum(map(len, self._sweep.values()))
+
+    def forecasts_due(self) -> bool:
+        """Whether a forecast held back is due (a worker runs a batch for them when input is idle)."""
+        return bool(self._partitions_due(self._monotonic()))
+
+    def holding(self) -> int:
+        """How many sellers' forecasts are held back (forecast_interval)."""
+        return len(self._holding)
+
+    def _partitions_due(self, now: float) -> set[int]:
+        due = set()
+        for partition, heap in self._held.items():
+            while heap and self._holding.get(heap[0][1], (None,))[0] != heap[0][0]:
+                heapq.heappop(heap)  # sent since, or held again: a stale entry
+            if heap and heap[0][0] <= now:
+                due.add(partition)
+        return due
+
+    def _due_held(self, partition: int, now: float) -> Iterator[str]:
+        """The partition's sellers whose held-back forecast is due, each taken off as asked for."""
+        heap = self._held.get(partition)
+        while heap and heap[0][0] <= now:
+            due, seller = heapq.heappop(heap)
+            if self._holding.get(seller, (None,))[0] == due:
+                yield seller
 
     def _roll_day(self, partition: int, clock: int, touched: dict[str, None] | set[str]) -> None:
         """Mark for re-rating the sellers whose windows changed since they were last rated."""
@@ -487,16 +526,18 @@ class RatingProcessor:
         clock = engine.clock
         assert clock is not None  # a touched seller's partition has seen an event or a tick
         rating = engine.rating(seller, clock)
-        rating["projection"] = self._projection(engine, seller, clock, effects)
-        last = self.published.get(seller)
-        if last is None or not _same_but_as_of(last, rating):
-            self.published[seller] = rating
-            effects.forecasts.append((seller, rating))
-            self._overlay(seller, FORECASTS, rating)
-            self._count_level(last, rating)
-            if last is not None and last["stars"] != rating["stars"]:
-                effects.changes.append((seller, self._change(seller, last, rating)))
-        self._warn(engine, seller, rating, clock, effects)
+        held = self._holding.get(seller)
+        if self._holds(engine, seller, clock, rating):
+            if held is None:
+                now = self._monotonic()
+                due = self._projected_at[seller] + (self.forecast_interval or 0.0)
+                self._holding[seller] = (due, now)
+                heapq.heappush(self._held.setdefault(partition, []), (due, seller))
+        else:
+            if held is not None:
+                del self._holding[seller]
+                effects.held_seconds.append(max(self._monotonic() - held[1], 0.0))
+            self._send(engine, seller, clock, rating, effects)
         state = engine.states[seller]
         self._collect_writes(state, effects)
         meta = self._meta.setdefault(partition, {}) if self.source is not None else None
@@ -507,15 +548,53 @@ class RatingProcessor:
         unqueued = seller in self._unqueued
         self._unqueued.discard(seller)
         queued = self._queued.get(seller)
+        write = unqueued and queued is None  # its entry was taken: gone from the store too
         if when is not None and (queued is None or when < queued):
             # One live entry per seller: pushing on every event grew the heap by one entry per
             # event until the next midnight (unbounded under re-delivery bursts).
-            self._queued[seller] = when
+            queued = self._queued[seller] = when
             heapq.heappush(self._due.setdefault(partition, []), (when, seller))
-            if self.source is not None:
-                effects.state_writes.append((DUE + seller.encode(), str(when).encode()))
-        elif unqueued and queued is None and self.source is not None:
-            effects.state_writes.append((DUE + seller.encode(), None))
+            write = True
+        if self.source is None:
+            return
+        if seller in self._holding:
+            # The stored entry says "due at once" while the forecast is held back, so a worker
+            # that restores the partition (after a crash, say) re-rates the seller and sends it.
+            if held is None:
+                effects.state_writes.append((DUE + seller.encode(), b"0"))
+        elif write or held is not None:  # the entry as it is in memory, in place of "at once"
+            effects.state_writes.append((DUE + seller.encode(), None if queued is None else str(queued).encode()))
+
+    def _holds(self, engine: Engine, seller: str, clock: int, rating: dict) -> bool:
+        """Whether the seller's forecast waits (forecast_interval): its state changed since its
+        projection, computed less than the interval ago for this month, and neither the stars
+        and risk published nor the projection's stars and risk would change."""
+        if self.forecast_interval is None or not self.projecting or seller not in self._stale:
+            return False  # an unchanged state reuses its projection: nothing to save
+        since = self._projected_at.get(seller)
+        if since is None or since + self.forecast_interval <= self._monotonic():
+            return False  # as the due time is computed: a seller due is never held again
+        last = self.published.get(seller)
+        projection = last.get("projection") if last is not None else None
+        if projection is None or last is None or last["stars"] != rating["stars"] or last["risk"] != rating["risk"]:
+            return False
+        cached = self._projections.get(seller)
+        if cached is None or cached[0] != month_end(clock, self.rulebook.time_zone):
+            return False
+        return engine.projected_stars(seller, clock) == (projection["stars"], projection["risk"])
+
+    def _send(self, engine: Engine, seller: str, clock: int, rating: dict, effects: Effects) -> None:
+        """The seller's forecast with its projection, if it changed; its star change; its warning."""
+        rating["projection"] = self._projection(engine, seller, clock, effects)
+        last = self.published.get(seller)
+        if last is None or not _same_but_as_of(last, rating):
+            self.published[seller] = rating
+            effects.forecasts.append((seller, rating))
+            self._overlay(seller, FORECASTS, rating)
+            self._count_level(last, rating)
+            if last is not None and last["stars"] != rating["stars"]:
+                effects.changes.append((seller, self._change(seller, last, rating)))
+        self._warn(engine, seller, rating, clock, effects)
 
     def _projection(self, engine: Engine, seller: str, clock: int, effects: Effects) -> dict | None:
         """The seller's projection as of `clock` (docs/spec.md §3.1): computed again only when
@@ -532,6 +611,8 @@ class RatingProcessor:
                 instants = [parse_ts(entry["at"]) for entry in projection["timeline"]]
                 self._projections[seller] = (end, instants, projection)
                 self._stale.discard(seller)
+                if self.forecast_interval is not None:
+                    self._projected_at[seller] = self._monotonic()
                 return projection
             _, instants, projection = cached
             if instants and instants[0] <= clock:
@@ -661,6 +742,9 @@ class RatingProcessor:
         self.engines.clear()
         self._projections.clear()
         self._stale.clear()
+        self._projected_at.clear()
+        self._holding.clear()  # a store-backed processor's entries say "due at once": restored as due
+        self._held.clear()
         self._due.clear()
         self._queued.clear()
         self._unqueued.clear()
@@ -756,7 +840,7 @@ class RatingProcessor:
 
     def _evicted(self, seller: str, state: SellerFacts) -> None:
         self.engine(self.partition_of[seller]).model.release(state)  # the rating's caches point back at it
-        for held in (self.published, self.official, self.warned, self._projections):
+        for held in (self.published, self.official, self.warned, self._projections, self._projected_at):
             held.pop(seller, None)
         self._stale.discard(seller)
 
@@ -846,14 +930,15 @@ class GroupedProcessor:
 
     def __init__(self, selection: RulebookSelection, partitions: int, wall_clock: Callable[[], int] | None = None,
                  projection: bool = True, source: SellerSource | None = None, cache_bytes: int | None = None,
-                 sweep_chunk: int | None = None, sweep_seconds: float | None = None):
+                 sweep_chunk: int | None = None, sweep_seconds: float | None = None,
+                 forecast_interval: float | None = None):
         self.selection = selection
         books = selection.rulebooks
         share = None if cache_bytes is None else cache_bytes // len(books)  # the budget, split evenly
         seconds = None if sweep_seconds is None else sweep_seconds / len(books)  # likewise
         self.processors = {book.name: RatingProcessor(book, partitions, wall_clock, projection, source, share,
                                                       owns=self._owned_by(book.name), sweep_chunk=sweep_chunk,
-                                                      sweep_seconds=seconds)
+                                                      sweep_seconds=seconds, forecast_interval=forecast_interval)
                            for book in books}
         self.default = self.processors[selection.default.name]
         self.partition_of = self.default.partition_of
@@ -881,6 +966,12 @@ class GroupedProcessor:
 
     def sweep_waiting(self) -> int:
         return sum(p.sweep_waiting() for p in self.processors.values())
+
+    def forecasts_due(self) -> bool:
+        return any(p.forecasts_due() for p in self.processors.values())
+
+    def holding(self) -> int:
+        return sum(p.holding() for p in self.processors.values())
 
     def restore_from_store(self) -> int:
         return sum(processor.restore_from_store() for processor in self.processors.values())
@@ -920,7 +1011,7 @@ class GroupedProcessor:
         results: list[dict[int, Effects]] = []
         number = self.default.batch + 1
         for processor, batch in routed.items():
-            busy = bool(batch) or processor.sweeping()
+            busy = bool(batch) or processor.sweeping() or processor.forecasts_due()
             processor.batch = number - 1 if busy else number  # batch_steps counts its own
             if busy:
                 results.append({})

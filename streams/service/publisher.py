@@ -46,6 +46,8 @@ class Publisher:
         for seller, record in effects.warnings:  # star-warnings is this table's changelog
             outbox.put(self.warnings, partition, seller.encode(), orjson.dumps(record))
             metrics.star_warnings.labels(kind=record["kind"]).inc()
+        for seconds in effects.held_seconds:
+            metrics.held_seconds.observe(seconds)
         for error in effects.projection_errors:
             metrics.projection_errors.labels(error=_error_label(error)).inc()
         for dead in effects.dead_letters:  # kept in the partition they came from

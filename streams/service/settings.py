@@ -202,6 +202,12 @@ class Settings:
         "STARCAST_PROJECTION", "Compute each forecast's projection and send star-warnings; 0 publishes "
         "`projection: null` and no warnings, for about 2.5 times the throughput when a month's facts are "
         "leaving the window (docs/performance.md).", "Performance", _boolean, "1 or 0"))
+    forecast_interval_ms: int = field(default=5000, metadata=spec(
+        "STARCAST_FORECAST_INTERVAL_MS", "At most one forecast per seller per this many milliseconds, always "
+        "the latest: a seller re-rated sooner whose stars, risk and projected stars and risk are unchanged has "
+        "its forecast (and its projection, the costly part) held back until the interval ends. Star changes "
+        "and star-warnings are never held back. 0 sends every batch's.", "Performance", _integer(0),
+        "an integer >= 0"))
     batch_max: int = field(default=4000, metadata=spec(
         "STARCAST_BATCH_MAX", "Messages handled as one batch at most (one rating and one write per seller): "
         "batches this large form only when messages wait, and then a hot seller is rated once for more of them.",

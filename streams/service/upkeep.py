@@ -78,6 +78,7 @@ class Upkeep:
         metrics.at_risk(processor.at_risk)
         metrics.state_cache(processor.caches())
         metrics.sweep_waiting.set(processor.sweep_waiting())
+        metrics.held.set(processor.holding())
         for partition, clock in processor.clocks().items():
             metrics.clock.labels(partition=str(partition)).set(clock / 1000)
         consumer = self.app.consumer
