@@ -7,7 +7,11 @@ worker that coalesces publications does), then with the projection. Plus state s
 Then a day of the next month, the worker's steady state: a month of facts is leaving the window
 while new events arrive, so every projection walks the seller's changes to the month's end.
 Events come in batches of LIVE_BATCH (what 20 ms hold at 5,000 events/s), each seller touched
-rated once per batch, without and with its projection, on copies of the month's state.
+rated once per batch, without and with its projection, on copies of the month's state. Then
+the same through the worker's processor (publication, warnings and the due index included):
+projection off, on for every batch, and on with forecasts held back to one per seller per
+FORECAST_INTERVAL seconds of the real clock (the worker's default), the held ones sent at the
+end and counted.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ BATCH = 10_000
 
 LIVE_BATCH = 100
 """Events per batch in the next month's phase: a live worker's batch at 5,000 events/s."""
+
+FORECAST_INTERVAL = 5.0
+"""Seconds: the worker's default STARCAST_FORECAST_INTERVAL_MS."""
 
 
 def _timed(label: str, n: int, fn) -> dict:
@@ -96,9 +103,45 @@ def _next_month(rulebook: Any, raw: list[bytes], n_sellers: int, seed: int) -> t
     engine, clock = month_engine()
     stages.append(_timed("validate+state+rate+projection", len(later),
                          lambda: _in_batches(engine, later, LIVE_BATCH, clock, _projecting(timelines))))
+    stages.extend(_through_processor(rulebook, raw, later, start + DAY))
     return {"events": len(later), "from": format_ts(start + DAY), "stages": stages,
             "projection_us_per_event": round((stages[1]["seconds"] - stages[0]["seconds"]) / len(later) * 1e6, 2)
             }, timelines
+
+
+def _through_processor(rulebook: Any, raw: list[bytes], later: list[bytes], day: int) -> list[dict]:
+    """The next month's day through the worker's processor (one partition, every seller in
+    memory): the month's events first (not timed), then a tick to `day` (the month's freeze and
+    the new month's first projections, not timed), then `later` in batches of LIVE_BATCH."""
+    from streams.service.processor import Incoming, RatingProcessor, Tick
+
+    def batches(lines: list[bytes], size: int, offset: int) -> list[list[Incoming | Tick]]:
+        return [[Incoming(line, None, "bench", 0, offset + i + j) for j, line in enumerate(lines[i:i + size])]
+                for i in range(0, len(lines), size)]
+
+    stages = []
+    for label, projection, interval in (("processor, projection off", False, None),
+                                        ("processor, projection every batch", True, None),
+                                        (f"processor, projection at most every {FORECAST_INTERVAL:g} s", True,
+                                         FORECAST_INTERVAL)):
+        skew = [0.0]  # moved past every interval at the end: the held forecasts go out, timed
+        processor = RatingProcessor(rulebook, 1, projection=projection, forecast_interval=interval,
+                                    monotonic=lambda: time.monotonic() + skew[0])
+        for batch in batches(raw, BATCH, 0):
+            processor.handle_batch(batch)
+        processor.handle_batch([Tick(0, day)])
+        sent = [0]
+
+        def run() -> None:
+            for batch in batches(later, LIVE_BATCH, len(raw)):
+                sent[0] += sum(len(e.forecasts) for e in processor.handle_batch(batch).values())
+            skew[0] = 2 * (interval or 0.0)
+            while processor.forecasts_due():
+                sent[0] += sum(len(e.forecasts) for e in processor.handle_batch([]).values())
+
+        stage = _timed(label, len(later), run)
+        stages.append({**stage, "forecasts": sent[0]})
+    return stages
 
 
 def _distribution(values: list[int]) -> dict:
@@ -182,7 +225,8 @@ def run_core_bench(n_events: int, n_sellers: int, seed: int, as_json: bool) -> i
     nm = report["next_month"]
     print(f"a day of the next month ({nm['events']:,} events from {nm['from']}, batches of {LIVE_BATCH}):")
     for r in nm["stages"]:
-        print(f"  {r['stage']:<55} {r['events_per_s']:>10,} events/s  ({r['seconds']} s)")
+        sent = f", {r['forecasts']:,} forecasts" if "forecasts" in r else ""
+        print(f"  {r['stage']:<55} {r['events_per_s']:>10,} events/s  ({r['seconds']} s{sent})")
     t = report["next_month_timeline_length"]
     print(f"projection: +{nm['projection_us_per_event']} µs an event; timeline entries per projection: "
           f"median {t['median']}, p90 {t['p90']}, p99 {t['p99']}, max {t['max']} ({t['count']:,} projections)")
