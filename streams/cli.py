@@ -118,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
                         "pip install 'starcast[peers]')")
     p.add_argument("--live", action="store_true",
                    help="produce->forecast latency with event time at the wall clock's pace, in the month after "
-                        "the input, at a fifth, half and all of --offered events/s, with and without the projection")
+                        "the input, at a fifth, half and all of --offered events/s (or at each of --rates), with and "
+                        "without the projection, and the highest rate each sustains")
+    p.add_argument("--rates", default=None,
+                   help="with --live: the offered rates, events/s, comma-separated (default: a fifth, half and all "
+                        "of --offered)")
     p.add_argument("--bursts", action="store_true",
                    help="new events' produce->forecast latency while a day roll and a month start re-rate "
                         "20,000 sellers, at 250 events/s, and how long those sweeps take")
@@ -255,9 +259,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_core_bench(args.events, args.sellers, args.seed, args.json)
         if args.live:
-            from streams.lab.bench_live import run_live_bench
+            from streams.lab.bench_live import SHARES, run_live_bench
 
-            return run_live_bench(args.events, args.sellers, args.seed, args.offered, args.json)
+            rates = ([float(r) for r in args.rates.split(",")] if args.rates
+                     else [args.offered * share for share in SHARES])
+            return run_live_bench(args.events, args.sellers, args.seed, rates, args.json)
         if args.bursts:
             from streams.lab.bench_bursts import run_bursts_bench
 

@@ -72,6 +72,10 @@ class Engine:
         """The seller's projection as of `as_of` (docs/spec.md §3.1); `once`: see RatingModel."""
         return self.model.projection(seller_id, self.state(seller_id), as_of, once)
 
+    def stars(self, seller_id: str, at: int) -> tuple[int, str]:
+        """The seller's stars and risk at `at`, as `rating` gives them, without the rest of it."""
+        return self.model.stars(seller_id, self.state(seller_id), at)
+
     def projected_stars(self, seller_id: str, as_of: int) -> tuple[int, str] | None:
         """The projection's stars and risk as of `as_of`, if the model can tell them for much
         less than the projection (RatingModel.projected_stars); else None."""

@@ -31,6 +31,12 @@ class IndicatorModel:
             state.aggregator = Aggregator(state)
         return rate(seller_id, state.aggregator.measures(at), self.book)
 
+    def stars(self, seller_id: str, state: SellerState, at: int) -> tuple[int, str]:
+        """From the indicators' probes on the same incremental measures `rate` reads."""
+        if state.aggregator is None:
+            state.aggregator = Aggregator(state)
+        return stars_and_risk(state.aggregator.measures(at), self.book)
+
     def release(self, state: SellerState) -> None:
         """Drop the aggregator: its window contributions and the projection's outlook."""
         state.aggregator = None

@@ -117,6 +117,10 @@ class RatingModel(Protocol[State]):
         (a replay, a what-if), so nothing is prepared for the next projection."""
         ...
 
+    def stars(self, seller_id: str, state: State, at: int) -> tuple[int, str]:
+        """`rate(...)`'s stars and risk alone (as incremental, and for less where the model can)."""
+        ...
+
     def projected_stars(self, seller_id: str, state: State, as_of: int) -> tuple[int, str] | None:
         """`projection(...)`'s stars and risk, where the model can tell them for much less than
         the projection costs (the timeline walk); None where it cannot."""

@@ -555,6 +555,10 @@ class ScoreModel:
 
         return project(levels_of(rate(seller_id, state, as_of)), steps(), end)
 
+    def stars(self, seller_id: str, state: ScoreState, at: int) -> tuple[int, str]:
+        rating = rate(seller_id, state, at)
+        return rating["stars"], rating["risk"]
+
     def projected_stars(self, seller_id: str, state: ScoreState, as_of: int) -> tuple[int, str] | None:
         """The rating at the month's end: what the walk ends with, for one rating."""
         rating = rate(seller_id, state, month_end(as_of, self.book.time_zone))

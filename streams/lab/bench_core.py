@@ -8,10 +8,10 @@ Then a day of the next month, the worker's steady state: a month of facts is lea
 while new events arrive, so every projection walks the seller's changes to the month's end.
 Events come in batches of LIVE_BATCH (what 20 ms hold at 5,000 events/s), each seller touched
 rated once per batch, without and with its projection, on copies of the month's state. Then
-the same through the worker's processor (publication, warnings and the due index included):
-projection off, on for every batch, and on with forecasts held back to one per seller per
-FORECAST_INTERVAL seconds of the real clock (the worker's default), the held ones sent at the
-end and counted.
+PROCESSOR_DAYS days of the next month through the worker's processor (publication, warnings and
+the due index included): projection off, and on with forecasts held back to one per seller per
+FORECAST_INTERVAL seconds of the real clock (the worker's default) and per SHORT_INTERVAL, the
+ones still held at the end sent and counted.
 """
 
 from __future__ import annotations
@@ -39,6 +39,13 @@ LIVE_BATCH = 100
 
 FORECAST_INTERVAL = 5.0
 """Seconds: the worker's default STARCAST_FORECAST_INTERVAL_MS."""
+
+SHORT_INTERVAL = 1.0
+"""Seconds: a fifth of the default, to show what the interval buys."""
+
+PROCESSOR_DAYS = 4
+"""Days of the next month the processor's stages rate (from the second): long enough that the
+held stage runs over several intervals, not one."""
 
 
 def _timed(label: str, n: int, fn) -> dict:
@@ -103,16 +110,19 @@ def _next_month(rulebook: Any, raw: list[bytes], n_sellers: int, seed: int) -> t
     engine, clock = month_engine()
     stages.append(_timed("validate+state+rate+projection", len(later),
                          lambda: _in_batches(engine, later, LIVE_BATCH, clock, _projecting(timelines))))
-    stages.extend(_through_processor(rulebook, raw, later, start + DAY))
+    days = [orjson.dumps(e) for e in events(len(raw) // 5, n_sellers, seed + 2, start=format_ts(start),
+                                            days=PROCESSOR_DAYS + 1) if parse_ts(e["ts"]) > start + DAY]
     return {"events": len(later), "from": format_ts(start + DAY), "stages": stages,
-            "projection_us_per_event": round((stages[1]["seconds"] - stages[0]["seconds"]) / len(later) * 1e6, 2)
-            }, timelines
+            "projection_us_per_event": round((stages[1]["seconds"] - stages[0]["seconds"]) / len(later) * 1e6, 2),
+            "processor": {"events": len(days), "days": PROCESSOR_DAYS,
+                          "stages": _through_processor(rulebook, raw, days, start + DAY)}}, timelines
 
 
 def _through_processor(rulebook: Any, raw: list[bytes], later: list[bytes], day: int) -> list[dict]:
-    """The next month's day through the worker's processor (one partition, every seller in
+    """Days of the next month through the worker's processor (one partition, every seller in
     memory): the month's events first (not timed), then a tick to `day` (the month's freeze and
-    the new month's first projections, not timed), then `later` in batches of LIVE_BATCH."""
+    the new month's first projections, not timed), then `later` in batches of LIVE_BATCH,
+    projection off and held back (at most one a seller per FORECAST_INTERVAL, then SHORT_INTERVAL)."""
     from streams.service.processor import Incoming, RatingProcessor, Tick
 
     def batches(lines: list[bytes], size: int, offset: int) -> list[list[Incoming | Tick]]:
@@ -121,9 +131,8 @@ def _through_processor(rulebook: Any, raw: list[bytes], later: list[bytes], day:
 
     stages = []
     for label, projection, interval in (("processor, projection off", False, None),
-                                        ("processor, projection every batch", True, None),
-                                        (f"processor, projection at most every {FORECAST_INTERVAL:g} s", True,
-                                         FORECAST_INTERVAL)):
+                                        *((f"processor, projection at most every {seconds:g} s", True, seconds)
+                                          for seconds in (FORECAST_INTERVAL, SHORT_INTERVAL))):
         skew = [0.0]  # moved past every interval at the end: the held forecasts go out, timed
         processor = RatingProcessor(rulebook, 1, projection=projection, forecast_interval=interval,
                                     monotonic=lambda: time.monotonic() + skew[0])
@@ -225,11 +234,18 @@ def run_core_bench(n_events: int, n_sellers: int, seed: int, as_json: bool) -> i
     nm = report["next_month"]
     print(f"a day of the next month ({nm['events']:,} events from {nm['from']}, batches of {LIVE_BATCH}):")
     for r in nm["stages"]:
-        sent = f", {r['forecasts']:,} forecasts" if "forecasts" in r else ""
-        print(f"  {r['stage']:<55} {r['events_per_s']:>10,} events/s  ({r['seconds']} s{sent})")
+        print(f"  {r['stage']:<55} {r['events_per_s']:>10,} events/s  ({r['seconds']} s)")
     t = report["next_month_timeline_length"]
     print(f"projection: +{nm['projection_us_per_event']} µs an event; timeline entries per projection: "
           f"median {t['median']}, p90 {t['p90']}, p99 {t['p99']}, max {t['max']} ({t['count']:,} projections)")
+    pm = nm["processor"]
+    print(f"{pm['days']} days of the next month ({pm['events']:,} events, batches of {LIVE_BATCH}) through the "
+          f"worker's processor:")
+    for r in pm["stages"]:
+        print(f"  {r['stage']:<55} {r['events_per_s']:>10,} events/s  ({r['seconds']} s, {r['forecasts']:,} forecasts)")
+    off = pm["stages"][0]["events_per_s"]
+    print("  held back / off: " + ", ".join(f"{r['events_per_s'] / off:.2f} ({r['stage'].rsplit(' every ', 1)[1]})"
+                                            for r in pm["stages"][1:]))
     s = report["state_bytes_per_seller"]
     print(f"state per seller (orjson): median {s['median']:,} B, p99 {s['p99']:,} B, max {s['max']:,} B; "
           f"{report['state_bytes_per_person']} B per person tracked")

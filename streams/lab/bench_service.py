@@ -114,11 +114,13 @@ def _events_handled(worker: WorkerProcess) -> float:
         return 0.0
 
 
-def latency_buckets(worker: WorkerProcess) -> list[tuple[float, float]]:
+def latency_buckets(worker: WorkerProcess, histogram: str = "starcast_processing_latency_seconds"
+                    ) -> list[tuple[float, float]]:
+    """The worker's (upper bound, cumulative count) buckets of a histogram, now."""
     text = urllib.request.urlopen(worker.base + "/metrics", timeout=5).read().decode()
     out = []
     for line in text.splitlines():
-        if line.startswith("starcast_processing_latency_seconds_bucket"):
+        if line.startswith(histogram + "_bucket"):
             le = line.split('le="', 1)[1].split('"', 1)[0]
             out.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
     return sorted(out)
@@ -128,6 +130,8 @@ def quantile(before: list, after: list, q: float) -> float:
     """Upper bucket bound holding quantile q of the observations made between two scrapes."""
     counts = [(le, a - b) for (le, a), (_, b) in zip(after, before)]
     total = counts[-1][1]
+    if not total:
+        return 0.0  # nothing observed
     for le, c in counts:
         if c >= q * total:
             return le

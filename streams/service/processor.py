@@ -525,9 +525,8 @@ class RatingProcessor:
         engine = self.engine(partition)
         clock = engine.clock
         assert clock is not None  # a touched seller's partition has seen an event or a tick
-        rating = engine.rating(seller, clock)
         held = self._holding.get(seller)
-        if self._holds(engine, seller, clock, rating):
+        if self._holds(engine, seller, clock):
             if held is None:
                 now = self._monotonic()
                 due = self._projected_at[seller] + (self.forecast_interval or 0.0)
@@ -537,7 +536,7 @@ class RatingProcessor:
             if held is not None:
                 del self._holding[seller]
                 effects.held_seconds.append(max(self._monotonic() - held[1], 0.0))
-            self._send(engine, seller, clock, rating, effects)
+            self._send(engine, seller, clock, effects)
         state = engine.states[seller]
         self._collect_writes(state, effects)
         meta = self._meta.setdefault(partition, {}) if self.source is not None else None
@@ -565,10 +564,11 @@ class RatingProcessor:
         elif write or held is not None:  # the entry as it is in memory, in place of "at once"
             effects.state_writes.append((DUE + seller.encode(), None if queued is None else str(queued).encode()))
 
-    def _holds(self, engine: Engine, seller: str, clock: int, rating: dict) -> bool:
+    def _holds(self, engine: Engine, seller: str, clock: int) -> bool:
         """Whether the seller's forecast waits (forecast_interval): its state changed since its
         projection, computed less than the interval ago for this month, and neither the stars
-        and risk published nor the projection's stars and risk would change."""
+        and risk published nor the projection's stars and risk would change. Asks the model
+        for those four alone: a held forecast's rating object is never built."""
         if self.forecast_interval is None or not self.projecting or seller not in self._stale:
             return False  # an unchanged state reuses its projection: nothing to save
         since = self._projected_at.get(seller)
@@ -576,15 +576,17 @@ class RatingProcessor:
             return False  # as the due time is computed: a seller due is never held again
         last = self.published.get(seller)
         projection = last.get("projection") if last is not None else None
-        if projection is None or last is None or last["stars"] != rating["stars"] or last["risk"] != rating["risk"]:
-            return False
         cached = self._projections.get(seller)
-        if cached is None or cached[0] != month_end(clock, self.rulebook.time_zone):
+        if projection is None or last is None or cached is None:
             return False
-        return engine.projected_stars(seller, clock) == (projection["stars"], projection["risk"])
+        if cached[0] != month_end(clock, self.rulebook.time_zone):
+            return False
+        return (engine.stars(seller, clock) == (last["stars"], last["risk"])
+                and engine.projected_stars(seller, clock) == (projection["stars"], projection["risk"]))
 
-    def _send(self, engine: Engine, seller: str, clock: int, rating: dict, effects: Effects) -> None:
+    def _send(self, engine: Engine, seller: str, clock: int, effects: Effects) -> None:
         """The seller's forecast with its projection, if it changed; its star change; its warning."""
+        rating = engine.rating(seller, clock)
         rating["projection"] = self._projection(engine, seller, clock, effects)
         last = self.published.get(seller)
         if last is None or not _same_but_as_of(last, rating):

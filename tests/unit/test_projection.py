@@ -246,7 +246,8 @@ def kept_up_to_date(events: list[dict], idle_days: int) -> None:
         stream(fresh, seen)
         fresh.advance(clock)
         for seller in SELLERS:
-            live.rating(seller, clock)
+            now = live.rating(seller, clock)
+            assert live.stars(seller, clock) == (now["stars"], now["risk"])
             fresh.rating(seller, clock)
             # What a worker asks before projecting again: the projection's stars and risk,
             # from the outlook the last projection left (None: no such outlook this month).
