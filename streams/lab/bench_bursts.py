@@ -31,7 +31,7 @@ import orjson
 
 from streams.core.rulebook import load
 from streams.core.timeutil import DAY, format_ts, month_start, next_local_midnight, parse_ts
-from streams.lab.bench_live import delivered, handled_text, live
+from streams.lab.bench_live import handled_text, live, settled
 from streams.lab.bench_service import (PARTITIONS, PREFIX, create_input_topics, latency_buckets, offer, quantile,
                                        until, wait_handled)
 from streams.lab.workload import events as simulate
@@ -76,12 +76,6 @@ class SweepWatch:
         return {"most_waiting": int(max(w for _, w in self.samples)), "sweep_seconds": round(done - first, 1)}
 
 
-def _settled(worker: WorkerProcess) -> bool:
-    """No seller waits for a sweep and every event handled has its effects handed over."""
-    figures = worker.metrics()
-    return figures.get("starcast_sweep_waiting_sellers", 0) == 0 and delivered(figures)
-
-
 def _published(worker: WorkerProcess) -> float:
     return worker.metrics().get("starcast_forecasts_published_total", 0.0)
 
@@ -92,7 +86,7 @@ def _load_at(broker: EmbeddedBroker, worker: WorkerProcess, instant: int, seed: 
     warm_start = instant - (BEFORE_INSTANT_SECONDS + WARM_UP_SECONDS + 1) * 1000
     warm = live(int(OFFERED * WARM_UP_SECONDS), SELLERS, seed, warm_start, WARM_UP_SECONDS)
     _, ok = offer(broker, worker, warm, OFFERED, timeout)
-    if not (ok and until(lambda: _settled(worker), timeout)):
+    if not (ok and until(lambda: settled(worker), timeout)):
         raise RuntimeError(f"the worker did not settle after the warm-up before {format_ts(instant)}")
     load_ = live(int(OFFERED * LOAD_SECONDS), SELLERS, seed + 1, instant - BEFORE_INSTANT_SECONDS * 1000,
                  LOAD_SECONDS)
@@ -100,7 +94,7 @@ def _load_at(broker: EmbeddedBroker, worker: WorkerProcess, instant: int, seed: 
     started = time.monotonic()
     with SweepWatch(worker) as watch:
         achieved, ok = offer(broker, worker, load_, OFFERED, timeout)
-        until(lambda: _settled(worker), timeout, every=0.2)
+        until(lambda: settled(worker), timeout, every=0.2)
     took = time.monotonic() - started
     after = latency_buckets(worker)
     return {"instant": format_ts(instant), "events": len(load_), "offered_per_s": round(achieved),

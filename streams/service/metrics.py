@@ -11,6 +11,8 @@ from typing import Any, Iterable, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+HELD_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 5.5, 6, 10, 30)
+"""Around STARCAST_FORECAST_INTERVAL_MS's default (5 s): a wait just past it shows as such."""
 LAG_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400, 30 * 86400)
 
 
@@ -69,7 +71,7 @@ class Metrics:
                           "(STARCAST_FORECAST_INTERVAL_MS)", registry=r)
         self.held_seconds = Histogram("starcast_forecast_held_seconds",
                                       "How long a held-back forecast waited before it was sent",
-                                      buckets=LATENCY_BUCKETS, registry=r)
+                                      buckets=HELD_BUCKETS, registry=r)
         self.cache_evictions = Counter("starcast_state_cache_evictions_total",
                                        "Sellers dropped from memory to stay within the cache budget", registry=r)
         self._cache_seen = (0, 0, 0)

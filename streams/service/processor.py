@@ -275,10 +275,12 @@ class RatingProcessor:
             for seller in sorted(touched[partition]):
                 self._publish(partition, seller, effects)
                 yield
-            for seller in self._sweep_chunk(partition, touched[partition]):
+            # Forecasts held back first: each waits at most the interval, and the budget (_spent)
+            # is shared with the sweep, which a month start makes long.
+            for seller in self._due_held(partition, self._monotonic()):
                 self._publish(partition, seller, effects)
                 yield
-            for seller in self._due_held(partition, self._monotonic()):
+            for seller in self._sweep_chunk(partition, touched[partition]):
                 self._publish(partition, seller, effects)
                 yield
             # After applying: a freeze rates the month's last instant, so later events applied
@@ -365,17 +367,25 @@ class RatingProcessor:
             return
         rated = 0
         while queue and rated < self.sweep_chunk:
-            if self.sweep_seconds is not None:
-                now = self._monotonic()
-                if self._swept_since is None:
-                    self._swept_since = now
-                elif now - self._swept_since >= self.sweep_seconds:
-                    return
+            if self._spent():
+                return
             seller = next(iter(queue))
             del queue[seller]
             if seller not in touched:
                 rated += 1
                 yield seller
+
+    def _spent(self) -> bool:
+        """Whether the batch has spent its `sweep_seconds` on sellers it rates besides its own
+        messages' (the clock's sweep, forecasts held back and now due); the count starts at
+        the first ask."""
+        if self.sweep_seconds is None:
+            return False
+        now = self._monotonic()
+        if self._swept_since is None:
+            self._swept_since = now
+            return False
+        return now - self._swept_since >= self.sweep_seconds
 
     def sweeping(self) -> bool:
         """Whether sellers the clock marked still wait to be re-rated (batches rate them, with or
@@ -404,9 +414,12 @@ class RatingProcessor:
         return due
 
     def _due_held(self, partition: int, now: float) -> Iterator[str]:
-        """The partition's sellers whose held-back forecast is due, each taken off as asked for."""
+        """The partition's sellers whose held-back forecast is due, each taken off as asked for,
+        while the batch has time left (`_spent`: many fall due together, each a projection)."""
         heap = self._held.get(partition)
         while heap and heap[0][0] <= now:
+            if self._spent():
+                return
             due, seller = heapq.heappop(heap)
             if self._holding.get(seller, (None,))[0] == due:
                 yield seller

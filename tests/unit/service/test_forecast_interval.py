@@ -153,3 +153,31 @@ def test_a_store_backed_processor_that_holds_ends_where_memory_does():
         stored.settled(stored.batch)
     assert tables(source) == as_tables(every) and as_tables(every)[OFFICIAL]
 
+
+
+def test_forecasts_falling_due_together_are_sent_a_time_budget_at_a_time():
+    """Many held forecasts due at once are each a projection: a batch sends them only while its
+    `sweep_seconds` last, the next batches the rest (a clock that moves a second a call)."""
+    book = load("global-2023")
+    clock = Clock()
+    held = RatingProcessor(book, PARTITIONS, monotonic=clock, forecast_interval=INTERVAL, sweep_seconds=2.5)
+    for chunk in batches(2500, 30, 5)[:40]:
+        held.handle_batch(chunk)
+        clock.now += STEP / 4
+    waiting = held.holding()
+    assert waiting > 3
+    clock.now += INTERVAL
+    ticking = clock.now
+
+    class Ticking(Clock):
+        def __call__(self) -> float:
+            self.now += 1.0
+            return self.now
+
+    held._monotonic = ticking_clock = Ticking()  # noqa: SLF001 - the budget's clock
+    ticking_clock.now = ticking
+    sent = [sum(len(e.forecasts) for e in held.handle_batch([]).values())]
+    assert 0 < held.holding() < waiting  # some went, not all
+    while held.holding():
+        sent.append(sum(len(e.forecasts) for e in held.handle_batch([]).values()))
+    assert len(sent) > 1
