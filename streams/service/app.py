@@ -162,6 +162,14 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
             except Exception as exc:  # Faust would only log it and go on with half a processor
                 fatal.stop(f"rebuilding the processor from the stores failed ({type(exc).__name__}: {exc})", 70)
                 raise
+            # Keys whose late records the recovery fenced: written again as the store holds them
+            # (kafka/fence.py), for the partitions this worker owns.
+            state_topic = state_table.changelog_topic.get_topic_name()
+            owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == state_topic}
+            for partition, writes in state_table.take_skipped(owned).items():
+                processor.reassert(partition, writes)
+                log.info("starcast: writing again %d state records of partition %d that a recovery fenced",
+                         len(writes), partition)
         if in_flight:
             log.info("starcast: waited for %d changelog batches before rebuilding", in_flight)
         metrics.restored.set(restored)

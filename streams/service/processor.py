@@ -199,6 +199,7 @@ class RatingProcessor:
         self._frozen_through: dict[int, int] = {}  # partition -> month start whose freeze ran
         self._pending: dict[int, set[str]] = {}  # partition -> sellers to re-check after restore
         self._republish: dict[int, list[tuple[str, dict]]] = {}  # monthly records to send again
+        self._reasserted: dict[int, list[tuple[bytes, bytes | None]]] = {}  # state records to write again
         self._topic_clock: dict[tuple[int, str], int] = {}  # (partition, topic) -> largest ts consumed
         self._next_freeze: dict[int, int] = {}  # partition -> clock at which the next freeze is due
         self._earliest: dict[int, int] = {}  # partition -> earliest event ts applied (or restored)
@@ -771,6 +772,7 @@ class RatingProcessor:
         self._pending.clear()
         self._sweep.clear()
         self._republish.clear()
+        self._reasserted.clear()
         self._meta.clear()
         self._meta_dirty.clear()
         self._freezes.clear()
@@ -901,8 +903,15 @@ class RatingProcessor:
             self._meta_dirty.discard(partition)
             effects.state_writes.append((meta_key(self.rulebook.name, partition), orjson.dumps(meta)))
 
+    def reassert(self, partition: int, writes: list[tuple[bytes, bytes | None]]) -> None:
+        """State records to write again (None: a delete), as they are, with the partition's next batch: values the
+        store holds that the changelog may lack (kafka/fence.py, after a recovery fenced late
+        records). Call after the restore."""
+        self._reasserted.setdefault(partition, []).extend(writes)
+
     def _catch_up(self, partition: int, effects: Effects, touched: set[str]) -> None:
         """After a restore: publish what a crash may have left unpublished, rebuild due times."""
+        effects.state_writes.extend(self._reasserted.pop(partition, ()))
         for seller, record in self._republish.pop(partition, []):
             effects.monthly.append((seller, record))
         self._swept(partition, touched).update(dict.fromkeys(sorted(self._pending.pop(partition, ()))))
@@ -984,6 +993,9 @@ class GroupedProcessor:
 
     def forecasts_due(self) -> bool:
         return any(p.forecasts_due() for p in self.processors.values())
+
+    def reassert(self, partition: int, writes: list[tuple[bytes, bytes | None]]) -> None:
+        self.default.reassert(partition, writes)  # raw state records: any processor writes them
 
     def holding(self) -> int:
         return sum(p.holding() for p in self.processors.values())

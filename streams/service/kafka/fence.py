@@ -23,6 +23,14 @@ zombie's late records follow an owner's records of a higher epoch, so they are s
 that land before the new owner wrote anything are applied, and the owner, which re-reads the
 zombie's uncommitted input, writes its own values after them. Records without the header
 (written before it existed) are applied as they always were.
+
+A skipped record's key may still hold the zombie's value in the zombie's own store: the outbox
+put the late batch there when the broker acknowledged it, before any recovery could fence it.
+When that worker owns the partition again, re-reading the zombie's input changes nothing in its
+store (the facts are there), so nothing is written, and the changelog, which fenced the
+records, never gets those facts: the next owner restores without them. So after a recovery the
+owner writes again, with its own epoch, the value its store holds for every key a fenced
+record had (`FencedTable.take_skipped`): the changelog then holds what the owner's store holds.
 """
 
 from __future__ import annotations
@@ -112,6 +120,24 @@ class FencedTable(faust.Table):
         super().__init__(*args, **kwargs)
         self.write_epochs: dict[int, int] = {}
         self.skipped = 0  # records skipped, since start
+        self.skipped_keys: dict[int, set[bytes]] = defaultdict(set)  # partition -> keys of records skipped
+
+    def take_skipped(self, partitions: Iterable[int]) -> dict[int, list[tuple[bytes, bytes | None]]]:
+        """For each of `partitions` (this worker's active ones) whose recovery skipped records:
+        their keys with the value the store holds now (None: it holds none, a delete), to be
+        written again with this worker's epoch. Forgets what it returns."""
+        out: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        for partition in partitions:
+            keys = self.skipped_keys.pop(partition, None)
+            if keys:
+                out[partition] = [(key, self._stored_value(partition, key)) for key in sorted(keys)]
+        return out
+
+    def _stored_value(self, partition: int, key: bytes) -> bytes | None:
+        store = self.data
+        db_for_partition = getattr(store, "_db_for_partition", None)
+        value = db_for_partition(partition).get(key) if db_for_partition is not None else store.data.get(key)
+        return None if value is None else bytes(value)
 
     def fence(self, partition: int) -> int | None:
         return stored_fence(self.data, partition)
@@ -125,6 +151,9 @@ class FencedTable(faust.Table):
         if skipped:
             self.skipped += len(skipped)
             _log_skipped(self.changelog_topic.get_topic_name(), skipped, fences)
+            for event in skipped:
+                if event.message.key is not None:
+                    self.skipped_keys[event.message.partition].add(bytes(event.message.key))
         store = self.data
         if getattr(store, "_db_for_partition", None) is None:  # the memory store
             super().apply_changelog_batch(kept)

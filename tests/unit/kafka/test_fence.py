@@ -7,6 +7,7 @@ RocksDB; the Kafka client is a stand-in that keeps what the outbox sends, header
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,7 +47,11 @@ class Table:
 
     def __init__(self, store: Store) -> None:
         self.data, self.write_epochs, self.skipped, self.fenced = store, {}, 0, True
+        self.skipped_keys: dict[int, set[bytes]] = defaultdict(set)
         self.changelog_topic = SimpleNamespace(get_topic_name=lambda: TOPIC)
+
+    take_skipped = FencedTable.take_skipped
+    _stored_value = FencedTable._stored_value
 
     def fence(self, partition: int) -> int | None:
         return stored_fence(self.data, partition)
@@ -155,3 +160,44 @@ def test_a_stalled_owners_late_batch_does_not_overwrite_the_new_owners_values(tm
         assert table.data.db[b"k"] == b"v2" and table.data.db[b"j"] == b"w"
         assert table.data.persisted_offset(TP0) == 3 and table.skipped == 1
         assert int(table.data.db[FENCE_KEY]) == b.write_epochs[0]
+
+
+def test_a_value_only_the_zombies_own_store_kept_is_written_again_when_it_owns_the_partition_again(tmp_path):
+    """The zombie's late batch goes into its own store when acknowledged. When it owns the
+    partition again, its recovery fences the late record, but its store still holds the value,
+    so re-reading the input writes nothing: the value must be written again from the store, or
+    the next owner restores without it."""
+    log = Log()
+    a = Table(Store(tmp_path / "a"))
+    recover(a, log)
+    a.write_epochs[0] = next_epoch(a.fence(0), generation=5)
+    a_outbox = Outbox(lambda: None)
+    written(a_outbox, a, log, [(b"k", b"v1")])
+    # A stalls; B owns the partition and writes k=v2.
+    b = Table(Store(tmp_path / "b"))
+    recover(b, log)
+    b.write_epochs[0] = next_epoch(b.fence(0), generation=6)
+    written(Outbox(lambda: None), b, log, [(b"k", b"v2")])
+    # A's held batch (a product B never touched) lands after B's record, and into A's store.
+    written(a_outbox, a, log, [(b"p", b"facts")])
+    assert a.data.db[b"p"] == b"facts"
+    # A owns the partition again: its recovery fences the late record; its store keeps p.
+    recover(a, log)
+    a.write_epochs[0] = next_epoch(a.fence(0), generation=7)
+    assert a.skipped == 1 and a.data.db[b"k"] == b"v2"
+    again = a.take_skipped([0])
+    assert again == {0: [(b"p", b"facts")]} and a.take_skipped([0]) == {}
+    written(a_outbox, a, log, again[0])
+    # The next owner, from the changelog alone, has what A's store had.
+    fresh = Table(Store(tmp_path / "fresh"))
+    recover(fresh, log)
+    assert fresh.data.db[b"p"] == b"facts" and fresh.data.db[b"k"] == b"v2"
+
+
+def test_only_the_partitions_asked_for_are_written_again_and_a_key_the_store_lacks_is_a_delete(tmp_path):
+    table = Table(Store(tmp_path / "t"))
+    table.data.db[b"held"] = b"value"
+    table.skipped_keys[0].update({b"held", b"gone"})
+    table.skipped_keys[1].add(b"other")
+    assert table.take_skipped([0]) == {0: [(b"gone", None), (b"held", b"value")]}
+    assert table.skipped_keys == {1: {b"other"}}  # not this worker's to write
