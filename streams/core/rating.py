@@ -84,14 +84,9 @@ def _earned(name: str, value: Any, m: Measures, table: Threshold) -> int:
     if name == "response_time":
         if not m.response_count:
             return table.floor_stars
-        met = _limits_met(m.response_time_ms, m.response_count, _limits_ms(table))
+        met = _limits_met(m.response_time_ms, m.response_count, table.limits_ms)
         return max(met, table.floor_stars)
     return table.stars(value, m.super_products)
-
-
-def _limits_ms(table: Threshold) -> tuple[float, ...]:
-    """The response time's levels in milliseconds per conversation, the most lenient first."""
-    return table.limits_ms
 
 
 def _limits_met(total_ms: int, count: int, limits: Iterable[float]) -> int:
@@ -403,7 +398,7 @@ def _ratios_of(rb: Rulebook, tables: dict[str, Threshold]) -> dict[str, Ratio]:
                                           rising=True)
     hours = tables["response_time"].thresholds
     if list(hours) == sorted(hours, reverse=True):
-        ratios["response_time"] = Ratio(RT_SUM, RT_COUNT, _limits_ms(tables["response_time"]), rising=False)
+        ratios["response_time"] = Ratio(RT_SUM, RT_COUNT, tables["response_time"].limits_ms, rising=False)
     return ratios
 
 
@@ -492,7 +487,7 @@ def _probe(name: str, rb: Rulebook, table: Threshold) -> Callable[[list[Any]], A
     if name == "conversion_rate":  # Measures.conversion_rate
         return lambda t: stars(t[CONVERTED] / t[VISITORS] if t[VISITORS] else 0.0, t[SUPER])
     if name == "response_time":  # _earned's integer comparison, level by level
-        floor, limits = table.floor_stars, _limits_ms(table)
+        floor, limits = table.floor_stars, table.limits_ms
 
         def response(t: list[Any]) -> int:
             count = t[RT_COUNT]

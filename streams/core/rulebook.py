@@ -58,7 +58,8 @@ class Threshold:
         # Ascending keys for bisect: thresholds for at_least, negated ones for at_most.
         keys = self.thresholds if self.direction == "at_least" else tuple(-t for t in self.thresholds)
         object.__setattr__(self, "keys", keys)
-        # The thresholds as hours in milliseconds (the response time's levels), computed once.
+        # The thresholds as hours in milliseconds (the response time's levels per conversation,
+        # the most lenient first), computed once.
         object.__setattr__(self, "limits_ms", tuple(hours * 3_600_000 for hours in self.thresholds))
 
     def stars(self, value: float | None, supers: int = 0) -> int:
