@@ -164,9 +164,7 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
                 raise
             # Keys whose late records the recovery fenced: written again as the store holds them
             # (kafka/fence.py), for the partitions this worker owns.
-            state_topic = state_table.changelog_topic.get_topic_name()
-            owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == state_topic}
-            for partition, writes in state_table.take_skipped(owned).items():
+            for partition, writes in state_table.take_skipped(kafka.active_partitions(app, state_table)).items():
                 processor.reassert(partition, writes)
                 log.info("starcast: writing again %d state records of partition %d that a recovery fenced",
                          len(writes), partition)

@@ -36,12 +36,12 @@ from streams.service.kafka.options import KafkaOptions
 from streams.service.kafka.outbox import Outbox, aiokafka_producer
 from streams.service.kafka.rebalance import StallDetector
 from streams.service.kafka.restore import BulkTableManager, stored_items
-from streams.service.kafka.sellers import StoreSource, is_rocksdb
+from streams.service.kafka.sellers import StoreSource, active_partitions, is_rocksdb
 from streams.service.kafka.transport import transport_class
 from streams.service.kafka.versions import PINNED, VersionMismatch, check_versions
 
 __all__ = ["App", "Intake", "KafkaOptions", "Outbox", "PINNED", "StallDetector", "StoreSource", "VersionMismatch",
-           "is_rocksdb",
+           "active_partitions", "is_rocksdb",
            "aiokafka_producer", "check_versions", "committed_offset", "first_offset", "stored_items"]
 
 

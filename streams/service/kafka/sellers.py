@@ -28,6 +28,12 @@ def is_rocksdb(table: Any) -> bool:
     return hasattr(table.data, "_db_for_partition")
 
 
+def active_partitions(app: Any, table: Any) -> list[int]:
+    """The partitions of `table` this worker owns (its changelog's partitions assigned as active)."""
+    topic = table.changelog_topic.get_topic_name()
+    return sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic)
+
+
 class StoreSource:
     def __init__(self, app: Any, state: Any, records: dict[str, Any]):
         assert set(records) == set(RECORD_TABLES)
@@ -37,9 +43,7 @@ class StoreSource:
         return table.data._db_for_partition(partition)
 
     def partitions(self) -> list[int]:
-        actives = self.app.assignor.assigned_actives()
-        topic = self.state.changelog_topic.get_topic_name()
-        return sorted(tp.partition for tp in actives if tp.topic == topic)
+        return active_partitions(self.app, self.state)
 
     def load(self, partition: int, seller: str) -> SellerRecords:
         out = SellerRecords(list(self.scan(partition, seller.encode() + SEP)))
