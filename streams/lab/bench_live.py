@@ -19,9 +19,9 @@ and delivered every effect of what it handled, so the figure is the load's. Prin
 the rate offered, how long the worker took to handle it, the upper bucket bounds of the
 p50/p90/p99 of `starcast_processing_latency_seconds` over it, the p99 of how long forecasts
 held back waited (`starcast_forecast_held_seconds`), and the cores the worker, the broker and
-the producer (this process) kept busy meanwhile. Then each
-configuration's highest sustained rate: the highest offered whose load was handled within
-SUSTAINED_SLACK seconds of its end (no backlog left growing). Nothing is asserted.
+the producer (this process) kept busy meanwhile. Then each configuration's highest sustained
+rate: the highest offered whose load was handled within SUSTAINED_SLACK seconds of its end (no
+backlog left growing). Nothing is asserted.
 """
 
 from __future__ import annotations
