@@ -22,6 +22,7 @@ the cache over its budget for that batch.
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, Protocol, TypeVar
 
@@ -191,7 +192,13 @@ class SellerCache(Generic[S]):
     store has none); `size` estimates one state's bytes; `evictable` says whether a state may
     leave (the caller's rule: no uncollected change); `on_evict` is given each seller that left
     and its state (to break its reference cycles: a cyclic state would wait for a full
-    collection, which a worker's tuned collector runs rarely)."""
+    collection, which a worker's tuned collector runs rarely).
+
+    Scan-resistant: inside `scan()` (the clock's sweep, a month's freeze: every seller once) a
+    seller loaded enters as the least recently used, and one held keeps its place, so a pass
+    over more sellers than the budget holds leaves the busy sellers held. Without it, the pass
+    evicts every one of them, and each reloads (and re-projects) at its next event.
+    """
 
     def __init__(self, load: Callable[[str], S | None], size: Callable[[S], int],
                  evictable: Callable[[S], bool], budget: int | None = None,
@@ -203,13 +210,23 @@ class SellerCache(Generic[S]):
         self._sizes: dict[str, int] = {}
         self.bytes = 0
         self.hits = self.misses = self.evictions = 0
+        self._scanning = False
+
+    @contextmanager
+    def scan(self) -> Iterator[None]:
+        """A pass over many sellers that should not displace the busy ones (see the class)."""
+        outer, self._scanning = self._scanning, True
+        try:
+            yield
+        finally:
+            self._scanning = outer
 
     def get(self, seller: str) -> S | None:
         """The seller's state, loaded if it is not held (None: the store has none either)."""
         state = self._items.get(seller)
         if state is not None:
             self.hits += 1
-            if self.budget is not None:
+            if self.budget is not None and not self._scanning:
                 self._items.move_to_end(seller)
             return state
         if self.budget is None:
@@ -226,7 +243,7 @@ class SellerCache(Generic[S]):
 
     def __setitem__(self, seller: str, state: S) -> None:
         self._items[seller] = state
-        self._items.move_to_end(seller)
+        self._items.move_to_end(seller, last=not self._scanning)
         self.resize(seller)
         self.trim(keep=seller)
 

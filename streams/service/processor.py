@@ -22,6 +22,7 @@ import heapq
 import logging
 import time
 from collections import ChainMap
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, fields
 from typing import Callable, Collection, Iterable, Iterator
 
@@ -282,7 +283,8 @@ class RatingProcessor:
                 self._publish(partition, seller, effects)
                 yield
             for seller in self._sweep_chunk(partition, touched[partition]):
-                self._publish(partition, seller, effects)
+                with self._scan():  # every seller once: the busy ones stay in the cache
+                    self._publish(partition, seller, effects)
                 yield
             # After applying: a freeze rates the month's last instant, so later events applied
             # first change nothing, while the event that ends a hold (see _maybe_freeze) belongs in.
@@ -375,6 +377,9 @@ class RatingProcessor:
             if seller not in touched:
                 rated += 1
                 yield seller
+
+    def _scan(self) -> AbstractContextManager[None]:
+        return self.cache.scan() if self.cache is not None else nullcontext()
 
     def _spent(self) -> bool:
         """Whether the batch has spent its `sweep_seconds` on sellers it rates besides its own
@@ -500,6 +505,12 @@ class RatingProcessor:
         freeze and its record in one write, and keeps the month's facts until then (see
         SellerState.keep_for_freeze). The record is built in streams/core/official.py, as
         `starcast replay --monthly` builds it."""
+        with self._scan():  # every seller once: the busy ones stay in the cache
+            self._freeze_all(partition, month_end, effects)
+        self._frozen_through[partition] = month_end
+        self._freezes[partition] = (self.batch, month_end)
+
+    def _freeze_all(self, partition: int, month_end: int, effects: Effects) -> None:
         engine = self.engine(partition)
         months = labels(self.rulebook, month_end)  # the same for every seller of the month
         month = months["month"]
@@ -530,8 +541,6 @@ class RatingProcessor:
             self._overlay(seller, OFFICIAL, record)
             state.mark_frozen(month_end, record)
             self._write_summary(state, effects)
-        self._frozen_through[partition] = month_end
-        self._freezes[partition] = (self.batch, month_end)
 
     # ---- publication ------------------------------------------------------------------------
     def _publish(self, partition: int, seller: str, effects: Effects) -> None:

@@ -206,6 +206,28 @@ def test_the_cache_evicts_least_recent_first_and_never_a_dirty_state():
     assert evicted == ["a", "c"] and cache.misses == 4 and cache.hits == 1
 
 
+def test_a_scan_over_more_sellers_than_the_budget_leaves_the_busy_ones_held():
+    class St:
+        size, dirty = 10, False
+
+    stored = {f"s{i}": St() for i in range(20)}
+    cache = SellerCache(stored.get, lambda s: s.size, lambda s: not s.dirty, budget=35)
+    for seller in ("s0", "s1"):
+        cache.get(seller)  # the busy sellers
+    with cache.scan():
+        for i in range(20):  # every seller once, as a sweep or a freeze does
+            cache.get(f"s{i}")
+    assert "s0" in cache and "s1" in cache and cache.bytes <= 35
+    misses = cache.misses
+    cache.get("s0")
+    cache.get("s1")
+    assert cache.misses == misses  # no reload after the scan
+    # Outside a scan the same pass is plain LRU: it evicts the busy sellers.
+    for i in range(2, 20):
+        cache.get(f"s{i}")
+    assert "s0" not in cache and "s1" not in cache
+
+
 def test_ticks_only_batches_keep_the_days_forecasts_flowing():
     """A seller whose window changes at a day roll is re-rated with a store too."""
     book = load("global-2023")
@@ -280,6 +302,53 @@ def test_a_sweep_with_a_time_budget_stops_when_it_is_spent_and_still_ends_where_
         stored.settled(stored.batch)
     assert most == 3
     assert tables(source) == as_tables(memory) and as_tables(memory)[OFFICIAL]
+
+
+@pytest.mark.parametrize("boundary", ["2026-04-01T00:00:01Z", "2026-04-10T00:00:00Z"])
+def test_a_month_starts_sweep_and_its_freeze_leave_the_busy_sellers_in_the_cache(boundary):
+    """A month start re-rates every seller, and the freeze after it rates every seller: each a
+    pass over more sellers than the cache holds. The sellers busy before it stay held, so their
+    next events load nothing from the store, and the tables still end where memory's do."""
+    book = load("global-2023")
+    memory = RatingProcessor(book, 1)
+    source = MemorySource()
+    stored = RatingProcessor(book, 1, source=source, sweep_chunk=5, cache_bytes=1 << 40)
+
+    def run(batch: list[Incoming | Tick]) -> None:
+        memory.handle_batch(batch)
+        for _ in range(1000):
+            for partition, e in stored.handle_batch(batch).items():
+                apply(source, partition, e)
+            stored.settled(stored.batch)
+            batch = []
+            if not stored.sweeping():
+                return
+
+    events = list(workload(1500, 40, seed=5, start="2026-03-20T00:00:00Z", days=10))
+    items = [Incoming(orjson.dumps(e), e["seller_id"].encode(), "buyer-messages", 0, i) for i, e in enumerate(events)]
+    for i in range(0, len(items), 50):
+        run(items[i:i + 50])
+    counts: dict[str, int] = {}
+    for event in events:
+        counts[event["seller_id"]] = counts.get(event["seller_id"], 0) + 1
+    busy = sorted(counts, key=counts.__getitem__)[-2:]
+    cache = stored.cache
+    assert cache is not None and len(cache) == len(counts)
+    sizes = {seller: cache.peek(seller).size_hint() for seller in counts}  # type: ignore[union-attr]
+    others = sorted(size for seller, size in sizes.items() if seller not in busy)
+    cache.budget = sum(sizes[s] for s in busy) + sum(others[-10:])  # the busy two and about ten more
+    late = [[e for e in events if e["seller_id"] == seller][-1] for seller in busy]
+    run([Incoming(orjson.dumps({**e, "event_id": e["event_id"] + "-again", "ts": "2026-03-31T20:00:00Z"}),
+                  e["seller_id"].encode(), "buyer-messages", 0, len(items) + k) for k, e in enumerate(late)])
+    assert all(seller in cache for seller in busy) and len(cache) < len(counts)
+    run([Tick(0, parse_ts(boundary))])  # every seller once: re-rated, or frozen (and re-rated)
+    assert all(seller in cache for seller in busy)
+    misses = cache.misses
+    nxt = [Incoming(orjson.dumps({**e, "event_id": e["event_id"] + "-next", "ts": boundary}),
+                    e["seller_id"].encode(), "buyer-messages", 0, len(items) + 10 + k) for k, e in enumerate(late)]
+    run(nxt)
+    assert cache.misses == misses  # their next events loaded nothing
+    assert tables(source) == as_tables(memory)
 
 
 def test_a_batch_never_reported_stored_keeps_its_writes_readable_whatever_later_batches_report():
