@@ -273,8 +273,10 @@ def create_app(settings: Settings | None = None) -> WorkerApp:
     async def sweep_marked() -> None:
         """Sellers the clock marked, rated a chunk per batch, and forecasts held back once due,
         while no input waits (with input, every batch does both besides its messages)."""
-        idle = intake is None or not len(intake)
-        if (processor.sweeping() or processor.forecasts_due()) and idle and app.flow_control.is_active():
+        # One batch after another while input is idle: each spends at most the sweep's time
+        # budget, so a message that arrives waits for one of them at most.
+        while ((processor.sweeping() or processor.forecasts_due()) and (intake is None or not len(intake))
+               and app.flow_control.is_active()):
             flushed, _ = await handle([])
             await flushed
 
