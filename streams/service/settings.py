@@ -149,10 +149,11 @@ class Settings:
         "takeover's) are rated at most this many per batch, between the batches of new events, so new events "
         "do not wait behind them. With the RocksDB store only; the memory store rates them all at once.",
         "Performance", _integer(1), "an integer >= 1"))
-    sweep_seconds: float = field(default=0.02, metadata=spec(
-        "STARCAST_SWEEP_SECONDS", "And a batch spends at most about this long on them (at least one seller a "
-        "batch): a month start re-projects every seller, at several milliseconds each, and new events wait "
-        "for the batch.", "Performance", _seconds, "a number of seconds > 0"))
+    sweep_seconds: float = field(default=0.005, metadata=spec(
+        "STARCAST_SWEEP_SECONDS", "And a batch spends at most about this long on them, and on forecasts held "
+        "back and now due (at least one seller a batch): a month start re-projects every seller, at several "
+        "milliseconds each, and writes what each seller's facts leaving the window changed; new events wait "
+        "for the batch and for its records to be acknowledged.", "Performance", _seconds, "a number of seconds > 0"))
     standby_replicas: int = field(default=0, metadata=spec(
         "STARCAST_STANDBY_REPLICAS", "Standby replicas of each table partition: another worker keeps a "
         "copy of it from the changelog, so a takeover reads only the tail. A copy that cannot be shown to hold "
