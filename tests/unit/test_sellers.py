@@ -5,6 +5,7 @@ start, the monthly freeze and restores (core/sellers.py, service/processor.py)."
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import orjson
 import pytest
@@ -328,10 +329,8 @@ def test_a_month_starts_sweep_and_its_freeze_leave_the_busy_sellers_in_the_cache
     items = [Incoming(orjson.dumps(e), e["seller_id"].encode(), "buyer-messages", 0, i) for i, e in enumerate(events)]
     for i in range(0, len(items), 50):
         run(items[i:i + 50])
-    counts: dict[str, int] = {}
-    for event in events:
-        counts[event["seller_id"]] = counts.get(event["seller_id"], 0) + 1
-    busy = sorted(counts, key=counts.__getitem__)[-2:]
+    counts = Counter(event["seller_id"] for event in events)
+    busy = [seller for seller, _ in counts.most_common(2)]
     cache = stored.cache
     assert cache is not None and len(cache) == len(counts)
     sizes = {seller: cache.peek(seller).size_hint() for seller in counts}  # type: ignore[union-attr]

@@ -154,7 +154,6 @@ def test_a_store_backed_processor_that_holds_ends_where_memory_does():
     assert tables(source) == as_tables(every) and as_tables(every)[OFFICIAL]
 
 
-
 def test_forecasts_falling_due_together_are_sent_a_time_budget_at_a_time():
     """Many held forecasts due at once are each a projection: a batch sends them only while its
     `sweep_seconds` last, the next batches the rest (a clock that moves a second a call)."""
